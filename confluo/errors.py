@@ -1,0 +1,126 @@
+"""The errors confluo reports to its user, each tied to the exit code the process ends with.
+
+The codes separate "nothing was changed" (USAGE, REFUSED, NEEDS_CONFIRMATION) from "a step failed after
+changes began" (FAILED_AFTER_CHANGES), so a script or cron job can tell whether the cluster needs attention.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import ClassVar
+
+
+class ExitCode(enum.IntEnum):
+    SUCCESS = 0
+    INTERNAL = 1
+    USAGE = 2
+    REFUSED = 3
+    NEEDS_CONFIRMATION = 4
+    FAILED_AFTER_CHANGES = 5
+    INTERRUPTED = 130
+
+    @property
+    def description(self) -> str:
+        """One line for --help and the README."""
+        return _EXIT_CODE_DESCRIPTIONS[self]
+
+
+_EXIT_CODE_DESCRIPTIONS: dict[ExitCode, str] = {
+    ExitCode.SUCCESS: "success",
+    ExitCode.INTERNAL: "internal error (a bug in confluo); the message says what it was doing",
+    ExitCode.USAGE: "bad arguments or invalid inventory; nothing was changed",
+    ExitCode.REFUSED: "preflight checks refused the upgrade; nothing was changed",
+    ExitCode.NEEDS_CONFIRMATION: "would act, but no --yes and no terminal to ask; nothing was changed",
+    ExitCode.FAILED_AFTER_CHANGES: "a step failed after changes began; halted safely (see the hint)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGINT)",
+}
+
+
+class ConfluoError(Exception):
+    """An error meant for the user: a message, an optional hint on what to do, and an exit code."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def _indented(lines: Iterable[str]) -> str:
+    return "\n".join(f"  {line}" for line in lines)
+
+
+class InventoryError(ConfluoError):
+    """The inventory is unreadable or invalid; every problem found is listed, one per line."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(
+        self, problems: Iterable[str], *, source: str | None = None, hint: str | None = None
+    ) -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        # Prefixing each line with the file lets editors and terminals jump straight to it.
+        prefix = f"{source}: " if source else ""
+        super().__init__("\n".join(f"{prefix}{problem}" for problem in self.problems), hint=hint)
+
+
+class RefusedError(ConfluoError):
+    """Preflight refused to start; every reason is listed, and nothing was changed."""
+
+    exit_code = ExitCode.REFUSED
+
+    def __init__(self, reasons: Iterable[str], *, hint: str | None = None) -> None:
+        self.reasons = tuple(reasons)
+        super().__init__(f"refused, nothing was changed:\n{_indented(self.reasons)}", hint=hint)
+
+
+class NeedsConfirmation(ConfluoError):
+    """confluo would change the cluster, but there is neither --yes nor a terminal to ask on."""
+
+    exit_code = ExitCode.NEEDS_CONFIRMATION
+
+    def __init__(
+        self,
+        message: str = "this would change the cluster and there is no terminal to confirm on",
+        *,
+        hint: str | None = "review the plan, then run again with --yes",
+    ) -> None:
+        super().__init__(message, hint=hint)
+
+
+class StepFailed(ConfluoError):
+    """A step failed after changes began; the run halted and `hint` says what to run next."""
+
+    exit_code = ExitCode.FAILED_AFTER_CHANGES
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        step: str,
+        command: str | None,
+        exit_status: int | None,
+        output_tail: str,
+        hint: str,
+    ) -> None:
+        self.node = node
+        self.step = step
+        self.command = command
+        self.exit_status = exit_status
+        self.output_tail = output_tail
+        super().__init__(self._describe(), hint=hint)
+
+    def _describe(self) -> str:
+        lines = [f"{self.node}: step '{self.step}' failed"]
+        if self.command is not None:
+            lines.append(f"  command: {self.command}")
+        if self.exit_status is not None:
+            lines.append(f"  exit status: {self.exit_status}")
+        tail = self.output_tail.rstrip("\n")
+        if tail:
+            lines.append("  output (last lines):")
+            lines.append(_indented(f"  {line}" for line in tail.splitlines()))
+        return "\n".join(lines)
