@@ -1,0 +1,253 @@
+"""Carries out a Plan: the only place that changes anything. Every wait has a deadline; every step first asks
+the node whether it is already done, so running the same upgrade again picks up where it stopped."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from confluo.cluster_api import ClusterApi, ClusterState, InvalidTransition
+from confluo.errors import ConfluoError, StepFailed
+from confluo.events import EventBus
+from confluo.parallel import in_parallel
+from confluo.plan import Plan, least_busy_order
+from confluo.remote import Remote
+from confluo.steps import PRESTAGE_STEPS, ROLLING_STEPS, NodeUpgrade, Step, StepContext, prune_command
+from confluo.transport import CommandFailed, TransportError
+
+POLL_SECONDS = 0.25
+
+
+@dataclass
+class RunReport:
+    """Timings of a finished run, per node and phase (seconds), for the summary and the benchmarks."""
+
+    prestage_seconds: float = 0.0
+    rolling_seconds: float = 0.0
+    finalize_seconds: float = 0.0
+    out_of_service: dict[str, float] = field(default_factory=dict)  # stop begun -> ACTIVE again
+    stop_seconds: dict[str, float] = field(default_factory=dict)
+    start_seconds: dict[str, float] = field(default_factory=dict)
+    bytes_sent: int = 0
+
+
+class Executor:
+    def __init__(self, plan: Plan, remotes: Mapping[str, Remote], api: ClusterApi, events: EventBus) -> None:
+        self.plan = plan
+        self.remotes = remotes
+        self.api = api
+        self.events = events
+        self.report = RunReport()
+        self._upgrades = {u.node.name: u for u in plan.upgrades}
+
+    def run(self) -> RunReport:
+        started = time.monotonic()
+        self.events.emit(
+            "run_started",
+            f"upgrading {self.plan.cluster_name} from {self.plan.source_version} to {self.plan.target_version}",
+            nodes=[u.node.name for u in self.plan.upgrades],
+        )
+        self._prestage()
+        self.report.prestage_seconds = time.monotonic() - started
+        rolling_started = time.monotonic()
+        self._enable_upgrade_mode()
+        self._roll()
+        self.report.rolling_seconds = time.monotonic() - rolling_started
+        finalize_started = time.monotonic()
+        self._finalize()
+        self.report.finalize_seconds = time.monotonic() - finalize_started
+        self._prune()
+        self.events.emit(
+            "run_finished",
+            f"{self.plan.cluster_name} runs {self.plan.target_version} on every node; the cluster is STABLE",
+            result="success",
+            seconds=round(time.monotonic() - started, 2),
+        )
+        return self.report
+
+    # -- phases ----------------------------------------------------------------------------------------------
+
+    def _prestage(self) -> None:
+        def stage(upgrade: NodeUpgrade) -> None:
+            for step_type in PRESTAGE_STEPS:
+                self._do(step_type(upgrade), phase="pre-stage")
+
+        in_parallel(list(self.plan.upgrades), stage)
+
+    def _enable_upgrade_mode(self) -> None:
+        cluster = self.api.cluster()
+        if cluster.upgrade_mode:
+            self.events.emit("phase_skipped", "upgrade mode is already on", phase="upgrade mode")
+            return
+        self.events.emit("phase_started", "enabling upgrade mode", phase="upgrade mode")
+        try:
+            self.api.start_upgrade()
+        except InvalidTransition as exc:
+            raise StepFailed(
+                node="cluster",
+                step="enable upgrade mode",
+                command="POST /rest/zdu/start",
+                exit_status=409,
+                output_tail="",
+                hint="the cluster changed state since the preflight; `confluo status` shows it",
+            ) from exc
+        self._wait_cluster({ClusterState.READY_TO_UPGRADE, ClusterState.MIXED}, 60, "upgrade mode")
+        self.events.emit("phase_done", "upgrade mode is on", phase="upgrade mode")
+
+    def _roll(self) -> None:
+        remaining = [name for name in self.plan.order]
+        while remaining:
+            # Re-read the load before each pick: the least busy node now, not when the plan was made.
+            name = least_busy_order(remaining, self.api.cluster())[0]
+            remaining.remove(name)
+            self._upgrade_node(self._upgrades[name])
+
+    def _upgrade_node(self, upgrade: NodeUpgrade) -> None:
+        name = upgrade.node.name
+        self.events.emit("node_started", f"{name}: upgrading", node=name)
+        steps = [step_type(upgrade) for step_type in ROLLING_STEPS]
+        out_of_service_from: float | None = None
+        for step in steps:
+            began = time.monotonic()
+            did_work = self._do(step, phase=step.name)
+            if step.name == "stop" and did_work:
+                out_of_service_from = began
+                self.report.stop_seconds[name] = time.monotonic() - began
+            if step.name == "start" and did_work:
+                self.report.start_seconds[name] = time.monotonic() - began
+        if out_of_service_from is not None:
+            self.report.out_of_service[name] = time.monotonic() - out_of_service_from
+        self.events.emit("node_done", f"{name}: ACTIVE on {upgrade.target_version}", node=name)
+
+    def _finalize(self) -> None:
+        timeout = max(u.node.timeouts.finalize_seconds for u in self.plan.upgrades)
+        cluster = self.api.cluster()
+        if cluster.state is ClusterState.STABLE and not cluster.upgrade_mode:
+            self.events.emit("phase_skipped", "already finalized", phase="finalize")
+            return
+        self.events.emit("phase_started", "finalizing: running the upgrade tasks", phase="finalize")
+        self._wait_cluster({ClusterState.READY_TO_RUN_UPGRADE_TASKS}, 60, "finalize")
+        try:
+            self.api.approve_upgrade()
+        except InvalidTransition as exc:
+            raise StepFailed(
+                node="cluster",
+                step="finalize",
+                command="POST /rest/zdu/approve",
+                exit_status=409,
+                output_tail="",
+                hint="the cluster is not READY_TO_RUN_UPGRADE_TASKS; `confluo status` shows which node differs",
+            ) from exc
+        self._wait_cluster({ClusterState.STABLE}, timeout, "finalize")
+        self.events.emit("phase_done", "upgrade finalized; upgrade mode is off", phase="finalize")
+
+    def _prune(self) -> None:
+        for node, paths in self.plan.prune.items():
+            for path in paths:
+                self.remotes[node].run(prune_command(path), check=False)
+                self.events.emit("note", f"{node}: removed old installation {path}", node=node)
+
+    # -- mechanics -------------------------------------------------------------------------------------------
+
+    def _do(self, step: Step, *, phase: str) -> bool:
+        """Runs one step unless the node shows it is done already. True when it did work."""
+        upgrade = step.u
+        name = upgrade.node.name
+        remote = self.remotes[name]
+        ctx = StepContext(
+            remote=remote,
+            api=self.api,
+            on_wait=lambda observed: self.events.emit("waiting", observed, node=name, phase=phase),
+        )
+        try:
+            if step.is_done(ctx):
+                self.events.emit("phase_skipped", f"{name}: {step.name}: already done", node=name, phase=phase)
+                return False
+            deadline = _deadline_for(step)
+            self.events.emit("phase_started", f"{name}: {step.name}", node=name, phase=phase, deadline=deadline)
+            began = time.monotonic()
+            step.apply(ctx)
+        except CommandFailed as exc:
+            raise StepFailed(
+                node=name,
+                step=step.name,
+                command=exc.result.command,
+                exit_status=exc.result.exit_status,
+                output_tail=exc.result.tail(),
+                hint=_halt_hint(step),
+            ) from exc
+        except TransportError as exc:
+            raise StepFailed(
+                node=name,
+                step=step.name,
+                command=None,
+                exit_status=None,
+                output_tail=exc.message,
+                hint=_halt_hint(step),
+            ) from exc
+        except ConfluoError as exc:
+            raise StepFailed(
+                node=name,
+                step=step.name,
+                command=None,
+                exit_status=None,
+                output_tail=exc.message,
+                hint=exc.hint or _halt_hint(step),
+            ) from exc
+        seconds = time.monotonic() - began
+        if step.name == "transfer archive":
+            self.report.bytes_sent += upgrade.archive_bytes
+        self.events.emit(
+            "phase_done",
+            f"{name}: {step.name} ({seconds:.1f} s)",
+            node=name,
+            phase=phase,
+            seconds=round(seconds, 3),
+        )
+        return True
+
+    def _wait_cluster(self, wanted: set[ClusterState], timeout: float, phase: str) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.api.cluster().state
+            if state in wanted:
+                return
+            if state is ClusterState.UPGRADE_TASKS_FAILED:
+                raise StepFailed(
+                    node="cluster",
+                    step=phase,
+                    command=None,
+                    exit_status=None,
+                    output_tail="the cluster reports UPGRADE_TASKS_FAILED",
+                    hint="see the nodes' atlassian-confluence.log; POST /rest/zdu/retryUpgrade retries the tasks",
+                )
+            if time.monotonic() > deadline:
+                raise StepFailed(
+                    node="cluster",
+                    step=phase,
+                    command=None,
+                    exit_status=None,
+                    output_tail=f"the cluster stayed {state.value} for {timeout:.0f} s "
+                    f"(waiting for {', '.join(sorted(s.value for s in wanted))})",
+                    hint="`confluo status` shows every node's state and version",
+                )
+            self.events.emit("waiting", f"cluster {state.value}", phase=phase)
+            time.sleep(POLL_SECONDS)
+
+
+def _deadline_for(step: Step) -> float | None:
+    timeouts = step.u.node.timeouts
+    return {"stop": timeouts.stop_seconds, "start": timeouts.start_seconds}.get(step.name)
+
+
+def _halt_hint(step: Step) -> str:
+    if step.name in ("transfer archive", "extract release"):
+        return (
+            "only the pre-staged files were written; the cluster and the installations in use are untouched. "
+            "Run `confluo upgrade` again once the cause is fixed."
+        )
+    return (
+        f"the run halted at {step.u.node.name}: {step.name}. The other nodes keep serving, old installations "
+        "and every home are untouched. `confluo status` shows where the cluster stands."
+    )

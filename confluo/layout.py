@@ -1,0 +1,44 @@
+"""Where things are on a node: pure functions from the inventory (and what a probe found) to paths."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from confluo.inventory import Node
+
+POM_PROPERTIES = "confluence/META-INF/maven/com.atlassian.confluence/confluence-webapp/pom.properties"
+INIT_PROPERTIES = "confluence/WEB-INF/classes/confluence-init.properties"
+WEBINF_LIB = "confluence/WEB-INF/lib"
+PID_FILE = "work/catalina.pid"
+STAGING_DIR = ".cache/confluo"  # relative to the login user's home
+# Written by the run user at runtime, so they must belong to it in a new installation.
+RUNTIME_DIRS = ("logs", "work", "temp")
+
+
+def archive_name(version: str) -> str:
+    return f"atlassian-confluence-{version}.tar.gz"
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """The paths one node's upgrade works with."""
+
+    current_link: str | None  # <base>/current in the symlink layout; None in the plain layout
+    install_root: str  # where installations live side by side
+    new_install: str
+    staged_archive: str
+
+    def in_install(self, install: str, relative: str) -> str:
+        return posixpath.join(install, relative)
+
+
+def node_paths(node: Node, version: str, login_home: str) -> NodePaths:
+    staged = posixpath.join(login_home, STAGING_DIR, archive_name(version))
+    if node.install.layout == "symlink":
+        assert node.install.base is not None
+        base = str(node.install.base)
+        return NodePaths(posixpath.join(base, "current"), base, posixpath.join(base, version), staged)
+    assert node.install.path is not None
+    root = posixpath.dirname(str(node.install.path).rstrip("/"))
+    return NodePaths(None, root, posixpath.join(root, f"atlassian-confluence-{version}"), staged)

@@ -1,0 +1,137 @@
+"""Read-only facts from every node, gathered in parallel: one round trip per node, a pure parser.
+
+Nothing here changes a host: `confluo plan` runs exactly these probes for real.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from confluo.inventory import Node
+from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, WEBINF_LIB, NodePaths
+from confluo.remote import PRIVILEGED, Remote
+from confluo.transport import TransportError, quote_argv
+
+# Arguments: $1 install in use (a symlink or a directory), $2 new install, $3 local home, $4 staged archive
+# (relative to the login user's home),
+# $5 "sudo" or "", then the customization files (relative to the installation).
+_PROBE_SCRIPT = r"""
+current=$1; new=$2; home=$3; staged=$HOME/$4; use_sudo=$5; shift 5
+echo "@@login_home"; printf '%s\n' "$HOME"
+old=$(readlink -f -- "$current" 2>/dev/null || true)
+echo "@@old_install"; [ -d "$old" ] && printf '%s\n' "$old"
+echo "@@installed_version"; sed -n 's/^version=//p' "$old/__POM__" 2>/dev/null
+echo "@@new_version"; [ -d "$new" ] && sed -n 's/^version=//p' "$new/__POM__" 2>/dev/null
+echo "@@new_exists"; [ -e "$new" ] && echo yes
+echo "@@free_kb"; df -Pk "$(dirname -- "$new")" 2>/dev/null | awk 'NR==2 {print $4}'
+echo "@@staging_free_kb"; df -Pk "$HOME" 2>/dev/null | awk 'NR==2 {print $4}'
+echo "@@home_exists"; [ -d "$home" ] && echo yes
+echo "@@drivers"; ls -1 "$old/__LIB__" 2>/dev/null | grep -E '^(mysql-connector-.*|ojdbc.*)\.jar$'
+echo "@@releases"; ls -1 "$(dirname -- "$new")" 2>/dev/null
+echo "@@pid"; pid=$(cat "$old/__PID__" 2>/dev/null); [ -n "$pid" ] && [ -d "/proc/$pid" ] && echo "$pid"
+echo "@@staged_bytes"; [ -f "$staged" ] && wc -c < "$staged"
+echo "@@sudo_denied"; if [ -n "$use_sudo" ]; then for cmd in __PRIVILEGED__; do
+  sudo -n -l "$cmd" >/dev/null 2>&1 || echo "$cmd"; done; fi
+echo "@@file __INIT__"; base64 -w0 "$old/__INIT__" 2>/dev/null; echo
+for rel in "$@"; do [ -f "$old/$rel" ] && { echo "@@file $rel"; base64 -w0 "$old/$rel"; echo; }; done
+echo "@@end"
+"""
+PROBE_SCRIPT = (
+    _PROBE_SCRIPT.replace("__POM__", POM_PROPERTIES)
+    .replace("__LIB__", WEBINF_LIB)
+    .replace("__PID__", PID_FILE)
+    .replace("__INIT__", INIT_PROPERTIES)
+    .replace("__PRIVILEGED__", " ".join(PRIVILEGED))
+)
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What one node looks like now. `error` is set when it could not be probed at all."""
+
+    node: str
+    error: str | None = None
+    login_home: str = ""
+    old_install: str | None = None
+    installed_version: str | None = None
+    new_install_version: str | None = None
+    new_install_exists: bool = False
+    free_mb: int | None = None
+    staging_free_mb: int | None = None
+    home_exists: bool = False
+    drivers: tuple[str, ...] = ()
+    releases: tuple[str, ...] = ()
+    pid: int | None = None
+    staged_bytes: int | None = None
+    sudo_denied: tuple[str, ...] = ()
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reachable(self) -> bool:
+        return self.error is None
+
+
+def probe_command(node: Node, paths: NodePaths, customizations: Sequence[str]) -> str:
+    """`paths` as from node_paths(node, version, login_home=""): the staged archive relative to $HOME."""
+    in_use = paths.current_link or str(node.install.path)
+    args = [in_use, paths.new_install, str(node.home), paths.staged_archive, "sudo" if node.sudo else ""]
+    return quote_argv(["bash", "-c", PROBE_SCRIPT, "confluo-probe", *args, *customizations])
+
+
+def parse_probe(node: str, output: str) -> NodeFacts:
+    sections = _sections(output)
+
+    def one(name: str) -> str | None:
+        lines = sections.get(name, [])
+        return lines[0] if lines and lines[0] else None
+
+    def number(name: str) -> int | None:
+        value = one(name)
+        return int(value) if value and value.strip().isdigit() else None
+
+    free_kb, staging_kb = number("free_kb"), number("staging_free_kb")
+    files = {
+        name.removeprefix("file ").strip(): base64.b64decode("".join(lines)).decode(errors="replace")
+        for name, lines in sections.items()
+        if name.startswith("file ") and "".join(lines)
+    }
+    return NodeFacts(
+        node=node,
+        login_home=one("login_home") or "",
+        old_install=one("old_install"),
+        installed_version=one("installed_version"),
+        new_install_version=one("new_version"),
+        new_install_exists=one("new_exists") == "yes",
+        free_mb=None if free_kb is None else free_kb // 1024,
+        staging_free_mb=None if staging_kb is None else staging_kb // 1024,
+        home_exists=one("home_exists") == "yes",
+        drivers=tuple(line for line in sections.get("drivers", []) if line),
+        releases=tuple(line for line in sections.get("releases", []) if line),
+        pid=number("pid"),
+        staged_bytes=number("staged_bytes"),
+        sudo_denied=tuple(line for line in sections.get("sudo_denied", []) if line),
+        files=files,
+    )
+
+
+def _sections(output: str) -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line.startswith("@@"):
+            current = sections.setdefault(line[2:].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return sections
+
+
+def probe_node(remote: Remote, paths: NodePaths, customizations: Sequence[str]) -> NodeFacts:
+    try:
+        result = remote.shell(probe_command(remote.node, paths, customizations), timeout=60, check=False)
+    except TransportError as exc:
+        return NodeFacts(node=remote.node.name, error=exc.message)
+    if "@@end" not in result.stdout:
+        return NodeFacts(node=remote.node.name, error=f"probe failed (exit {result.exit_status}): {result.tail()}")
+    return parse_probe(remote.node.name, result.stdout)

@@ -1,0 +1,89 @@
+"""A node's shell as confluo uses it: argv lists in, `sudo -n` only where root is needed, every command logged.
+
+PRIVILEGED lists every binary confluo runs as root; the README's sudoers snippet is built from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluo.inventory import Node
+from confluo.transport import CommandResult, Transport, quote_argv
+
+# The only commands confluo runs through sudo (absolute paths, as sudoers matches them).
+MKDIR = "/usr/bin/mkdir"
+TAR = "/usr/bin/tar"
+CP = "/usr/bin/cp"
+LN = "/usr/bin/ln"
+MV = "/usr/bin/mv"
+CHOWN = "/usr/bin/chown"
+RM = "/usr/bin/rm"
+TEE = "/usr/bin/tee"
+SYSTEMCTL = "/usr/bin/systemctl"
+PRIVILEGED = (MKDIR, TAR, CP, LN, MV, CHOWN, RM, TEE)
+
+CommandListener = Callable[[CommandResult], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command as confluo will run it on a node; `display` is what plans and logs show."""
+
+    argv: tuple[str, ...]
+    root: bool = False
+    as_run_user: bool = False
+    stdout_to_null: bool = False
+
+    def line(self, node: Node) -> str:
+        prefix: tuple[str, ...] = ()
+        if self.root and node.sudo:
+            prefix = ("sudo", "-n")
+        elif self.as_run_user and node.run_as and node.run_as != node.ssh.user:
+            prefix = ("sudo", "-n", "-u", node.run_as)
+        text = quote_argv(prefix + self.argv)
+        return text + " >/dev/null" if self.stdout_to_null else text
+
+
+def root(*argv: str) -> Command:
+    return Command(tuple(argv), root=True)
+
+
+def as_user(*argv: str) -> Command:
+    return Command(tuple(argv), as_run_user=True)
+
+
+def plain(*argv: str) -> Command:
+    return Command(tuple(argv))
+
+
+def write_file_command(path: str) -> Command:
+    """`tee` as root writes a file whose content arrives on stdin (nothing secret is on argv)."""
+    return Command((TEE, path), root=True, stdout_to_null=True)
+
+
+class Remote:
+    """Runs Commands on one node through its Transport and reports each result to the listeners."""
+
+    def __init__(self, node: Node, transport: Transport, listeners: Sequence[CommandListener] = ()) -> None:
+        self.node = node
+        self.transport = transport
+        self._listeners = tuple(listeners)
+
+    def run(
+        self, command: Command, *, stdin: bytes | None = None, timeout: float = 120.0, check: bool = True
+    ) -> CommandResult:
+        return self.shell(command.line(self.node), stdin=stdin, timeout=timeout, check=check)
+
+    def shell(
+        self, line: str, *, stdin: bytes | None = None, timeout: float = 120.0, check: bool = True
+    ) -> CommandResult:
+        """A command line that is already quoted (read-only probes built by confluo itself)."""
+        result = self.transport.run(line, stdin=stdin, timeout=timeout, check=False)
+        for listener in self._listeners:
+            listener(result)
+        if check and not result.ok:
+            from confluo.transport import CommandFailed
+
+            raise CommandFailed(result)
+        return result

@@ -1,0 +1,56 @@
+"""Local transport: the same commands, run on this machine (the lab's local mode, and tests)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+from confluo.transport import CommandFailed, CommandResult, CommandTimedOut
+
+
+class LocalTransport:
+    """Runs commands with bash on this machine, as the current user."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 120.0,
+        check: bool = True,
+    ) -> CommandResult:
+        started = time.monotonic()
+        try:
+            completed = subprocess.run(
+                ["/bin/bash", "-c", command],
+                input=stdin or b"",
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise CommandTimedOut(f"{self.node}: `{command}` ran past {timeout:.0f} s") from exc
+        result = CommandResult(
+            self.node,
+            command,
+            completed.returncode,
+            completed.stdout.decode(errors="replace"),
+            completed.stderr.decode(errors="replace"),
+            time.monotonic() - started,
+        )
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+    def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
+        shutil.copyfile(local_path, remote_path)
+        with open(remote_path, "rb") as handle:
+            handle.seek(0, 2)
+            return handle.tell()
+
+    def close(self) -> None:
+        return None
