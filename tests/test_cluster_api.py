@@ -1,0 +1,73 @@
+from confluo.cluster_api import ClusterState, NodeState, StatusState, parse_cluster, parse_node
+from confluo.plan import least_busy_order
+from confluo.steps import prune_candidates
+
+CLUSTER = {
+    "upgradeModeEnabled": True,
+    "hasFinalizationTasks": False,
+    "state": "READY_TO_UPGRADE",
+    "originalVersion": "9.2.13",
+    "nodes": [
+        {
+            "id": "a1",
+            "name": "node1",
+            "ipAddress": "10.0.0.1",
+            "state": "ACTIVE",
+            "version": "9.2.13",
+            "buildNumber": "9109",
+            "tasksTotal": 5,
+            "activeUserCount": 12,
+            "local": True,
+        },
+        {
+            "id": "b2",
+            "name": "node2",
+            "ipAddress": "10.0.0.2",
+            "state": "SOMETHING_NEW",
+            "version": "9.2.13",
+            "tasksTotal": None,
+            "activeUserCount": 0,
+        },
+        {
+            "id": "c3",
+            "name": "node3",
+            "ipAddress": "10.0.0.3",
+            "state": "ACTIVE",
+            "version": "9.2.13",
+            "tasksTotal": 1,
+            "activeUserCount": 2,
+        },
+    ],
+}
+
+
+def test_parse_cluster_reads_the_documented_fields() -> None:
+    cluster = parse_cluster(CLUSTER)
+    assert cluster.state is ClusterState.READY_TO_UPGRADE
+    assert cluster.upgrade_mode is True
+    assert cluster.original_version == "9.2.13"
+    node1 = cluster.node_named("node1")
+    assert node1 is not None and (node1.tasks, node1.active_users, node1.load) == (5, 12, 17)
+
+
+def test_unknown_states_map_to_unknown_instead_of_failing() -> None:
+    assert parse_cluster({"state": "NEW_STATE"}).state is ClusterState.UNKNOWN
+    assert parse_node(CLUSTER["nodes"][1]).state is NodeState.UNKNOWN  # type: ignore[index]
+    assert StatusState.parse("BOOTING") is StatusState.UNKNOWN
+
+
+def test_missing_name_reads_as_not_configured_like_confluence() -> None:
+    assert parse_node({"id": "x"}).name == "Not configured"
+
+
+def test_least_busy_node_comes_first_and_ties_keep_inventory_order() -> None:
+    cluster = parse_cluster(CLUSTER)
+    assert least_busy_order(["node1", "node2", "node3"], cluster) == ("node2", "node3", "node1")
+
+
+def test_prune_keeps_the_installation_in_use_and_the_previous_one() -> None:
+    releases = ("9.2.10", "9.2.11", "9.2.12", "9.2.13", "9.2.14", "current")
+    doomed = prune_candidates(releases, keep=3, in_use="/b/9.2.14", previous="/b/9.2.13", root_dir="/b")
+    assert doomed == ["/b/9.2.10", "/b/9.2.11"]
+    after_rollback = prune_candidates(releases, keep=2, in_use="/b/9.2.10", previous="/b/9.2.11", root_dir="/b")
+    assert after_rollback == ["/b/9.2.12", "/b/9.2.13", "/b/9.2.14"]
