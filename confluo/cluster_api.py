@@ -7,6 +7,7 @@ Unknown enum strings map to UNKNOWN rather than failing: a newer Confluence may 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -170,6 +171,22 @@ class ClusterApi:
     def close(self) -> None:
         self._client.close()
 
+    def _send(self, method: str, url: str) -> httpx.Response:
+        """GETs are retried briefly: behind a load balancer, the node answering may be the one going down."""
+        attempts = GET_ATTEMPTS if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                headers = {"Content-Type": "application/json"} if method == "POST" else None
+                response = self._client.request(method, url, headers=headers)
+            except httpx.HTTPError as exc:
+                if attempt == attempts:
+                    raise ApiError(f"cluster API {method} {self.base_url}{url}: {exc}") from exc
+            else:
+                if response.status_code not in RETRYABLE_STATUS or attempt == attempts:
+                    return response
+            time.sleep(RETRY_PAUSE_SECONDS * attempt)
+        raise AssertionError("unreachable")
+
     def cluster(self) -> ClusterInfo:
         return parse_cluster(self._call("GET", "/cluster"))
 
@@ -187,12 +204,7 @@ class ClusterApi:
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
         url = ZDU_BASE + path
-        try:
-            response = self._client.request(
-                method, url, headers={"Content-Type": "application/json"} if method == "POST" else None
-            )
-        except httpx.HTTPError as exc:
-            raise ApiError(f"cluster API {method} {self.base_url}{url}: {exc}") from exc
+        response = self._send(method, url)
         if response.status_code == 409:
             raise InvalidTransition(f"cluster API {method} {url}: 409, the cluster's state does not allow it now")
         if response.status_code in (401, 403):
@@ -208,6 +220,11 @@ class ClusterApi:
         if not isinstance(body, dict):
             raise ApiError(f"cluster API {method} {url}: expected a JSON object")
         return body
+
+
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+GET_ATTEMPTS = 4
+RETRY_PAUSE_SECONDS = 0.3
 
 
 def node_status(url: str, *, timeout: float = 5.0, verify_tls: bool = True) -> StatusState:

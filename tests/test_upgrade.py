@@ -1,0 +1,314 @@
+"""`confluo plan` and `confluo upgrade` against a lab cluster: real sshd per node, real HAProxy, node programs
+started from a real archive. Every test runs the real command line in a subprocess (no terminal), as cron would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from labkit import LabHandle, start_lab
+
+pytestmark = pytest.mark.lab
+
+NEXT = "9.2.14"
+
+
+def confluo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "confluo", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "XDG_STATE_HOME": str(Path(os.environ.get("TMPDIR", "/tmp")) / "confluo-test-state")},
+    )
+
+
+def variant(lab: LabHandle, tmp_path: Path, change: Any) -> Path:
+    """A copy of the lab's inventory with `change(document)` applied."""
+    document = yaml.safe_load(lab.inventory.read_text())
+    change(document)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def snapshot(lab: LabHandle) -> dict[str, Any]:
+    """Everything an upgrade could change: files on every host (but logs), the login users' homes, the cluster."""
+    record = lab.record
+    entries: dict[str, tuple[Any, ...]] = {}
+    roots = [lab.dir / "hosts", lab.dir / "shared"] + [Path("/home") / node.user for node in record.nodes if node.user]
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            relative = str(path)
+            if "/logs/" in relative or "/sshd/" in relative or relative.endswith(("/logs", "/sshd")):
+                continue
+            info = path.lstat()
+            link = os.readlink(path) if path.is_symlink() else None
+            entries[relative] = (info.st_mode, info.st_uid, info.st_size, info.st_mtime_ns, link)
+    status = lab.status()
+    cluster = (status["cluster"]["state"], status["cluster"]["upgrade_mode"])
+    nodes = {node["name"]: (node["state"], node["version"]) for node in status["nodes"]}
+    return {"files": entries, "cluster": cluster, "nodes": nodes}
+
+
+class Traffic:
+    """A client reading pages through the load balancer the whole time, counting answers and failures."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.ok, self.failed = url, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=5) as response:
+                    self.ok += response.status == 200
+            except (urllib.error.URLError, OSError):
+                self.failed += 1
+            time.sleep(0.02)
+
+
+# -- the whole upgrade -------------------------------------------------------------------------------------
+
+
+def test_upgrade_moves_every_node_to_a_new_installation_without_downtime(lab: LabHandle, tmp_path: Path) -> None:
+    before = lab.status()
+    old_installs = {node["name"]: Path(node["install_dir"]).resolve() for node in before["nodes"]}
+    # node3 is the least busy, then node1, then node2: the upgrade must take them in that order.
+    lab.set("node1", tasks=2, users=1)
+    lab.set("node2", tasks=3, users=5)
+    log_file = tmp_path / "upgrade.log"
+    with Traffic(lab.lb_url) as traffic:
+        result = confluo(
+            "upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes", "--json", "--log-file", str(log_file)
+        )
+    assert result.returncode == 0, result.stderr
+
+    after = lab.status()
+    assert after["cluster"]["state"] == "STABLE"
+    assert after["cluster"]["upgrade_mode"] is False
+    for node in after["nodes"]:
+        assert (node["state"], node["status"], node["version"], node["problems"]) == ("ACTIVE", "RUNNING", NEXT, [])
+        install = Path(node["install_dir"]).resolve()
+        assert install.name == NEXT and install != old_installs[node["name"]]
+        assert old_installs[node["name"]].is_dir(), "the old installation is kept for rollback"
+        assert list((install / "confluence/WEB-INF/lib").glob("mysql-connector-*.jar"))
+        init = (install / "confluence/WEB-INF/classes/confluence-init.properties").read_text()
+        assert f"confluence.home={node['home']}" in init.splitlines()
+        assert init.lstrip().startswith("#"), "the stock comments are kept"
+        assert f'address="{node["address"]}"' in (install / "conf/server.xml").read_text()
+        assert f"-Dconfluence.cluster.node.name={node['name']}" in (install / "bin/setenv.sh").read_text()
+        assert Path(node["home"], "confluence.cfg.xml").is_file()
+
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    order = [event["node"] for event in events if event["event"] == "node_started"]
+    assert order == ["node3", "node1", "node2"]
+    assert events[-1]["event"] == "summary"
+    assert traffic.ok > 50 and traffic.failed == 0
+
+    password = lab.api[2]
+    assert password not in log_file.read_text() + result.stdout + result.stderr
+    assert "sudo -n /usr/bin/tar" in log_file.read_text()
+
+    again = confluo("upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes")
+    assert again.returncode == 0
+    assert "nothing to do" in again.stdout
+
+
+def test_plan_probes_for_real_and_changes_nothing(lab: LabHandle) -> None:
+    before = snapshot(lab)
+    result = confluo("plan", "-i", str(lab.inventory), "--to", NEXT)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(lab) == before
+    node1 = lab.node("node1")
+    assert f"+confluence.home={node1['home']}" in result.stdout
+    assert f'+        <Connector address="{node1["address"]}"' in result.stdout
+    assert "sudo -n /usr/bin/mv -T" in result.stdout
+
+    as_json = json.loads(confluo("plan", "-i", str(lab.inventory), "--json").stdout)
+    assert as_json["target_version"] == NEXT
+    assert [n["installed_version"] for n in as_json["nodes"]] == ["9.2.13"] * 3
+    assert snapshot(lab) == before
+
+
+def test_upgrade_without_yes_and_without_a_terminal_changes_nothing(lab: LabHandle) -> None:
+    before = snapshot(lab)
+    result = confluo("upgrade", "-i", str(lab.inventory), "--to", NEXT)
+    assert result.returncode == 4
+    assert "--yes" in result.stderr
+    assert snapshot(lab) == before
+
+
+# -- refusals: every reason at once, exit 3, nothing touched ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_lab() -> Iterator[LabHandle]:
+    with start_lab() as handle:
+        yield handle
+
+
+def refused(lab: LabHandle, inventory: Path, *extra: str) -> str:
+    before = snapshot(lab)
+    result = confluo("upgrade", "-i", str(inventory), "--yes", *extra)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "nothing was changed" in result.stderr
+    assert snapshot(lab) == before
+    return result.stderr
+
+
+def test_refuses_an_unreachable_node(shared_lab: LabHandle) -> None:
+    shared_lab.fault("node2", "ssh-down")
+    try:
+        message = refused(shared_lab, shared_lab.inventory)
+    finally:
+        shared_lab.fault("node2", "clear")
+    assert "node2: unreachable" in message
+
+
+def test_refuses_a_version_step_a_rolling_upgrade_does_not_allow(shared_lab: LabHandle) -> None:
+    message = refused(shared_lab, shared_lab.inventory, "--to", "10.0.0")
+    assert "9.2.13 -> 10.0.0" in message
+
+
+def test_refuses_a_cluster_that_is_not_stable(shared_lab: LabHandle) -> None:
+    url, user, password = shared_lab.api
+    headers = {"X-Atlassian-Token": "no-check", "Content-Type": "application/json"}
+    assert httpx.post(url + "/rest/zdu/start", auth=(user, password), headers=headers).status_code == 200
+    try:
+        message = refused(shared_lab, shared_lab.inventory)
+    finally:
+        httpx.post(url + "/rest/zdu/cancel", auth=(user, password), headers=headers)
+    assert "the cluster is READY_TO_UPGRADE (upgrade mode is on), not STABLE" in message
+
+
+def test_refuses_while_a_node_is_in_error(shared_lab: LabHandle) -> None:
+    shared_lab.fault("node3", "fail-start")
+    shared_lab.stop_node("node3")
+    shared_lab.wait_for_state("node3", "OFFLINE")
+    shared_lab.start_node("node3")
+    try:
+        shared_lab.wait_for_state("node3", "ERROR")
+        message = refused(shared_lab, shared_lab.inventory)
+    finally:
+        shared_lab.fault("node3", "clear")
+        shared_lab.stop_node("node3")
+        shared_lab.wait_for_state("node3", "OFFLINE")
+        shared_lab.start_node("node3")
+        shared_lab.wait_for_state("node3", "ACTIVE")
+    assert "node3" in message and "ERROR" in message
+
+
+def test_refuses_when_inventory_and_cluster_list_different_nodes(shared_lab: LabHandle, tmp_path: Path) -> None:
+    inventory = variant(shared_lab, tmp_path, lambda doc: doc["nodes"].pop())
+    message = refused(shared_lab, inventory)
+    assert "the cluster has a node node3 that the inventory does not list" in message
+
+
+def test_refuses_too_little_disk_and_a_checksum_mismatch_together(shared_lab: LabHandle, tmp_path: Path) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["defaults"]["min_free_disk_mb"] = 10**9
+        doc["target"]["sha256"] = "0" * 64
+
+    message = refused(shared_lab, variant(shared_lab, tmp_path, change))
+    for name in ("node1", "node2", "node3"):
+        assert f"{name}: only" in message and "MB needed (min_free_disk_mb)" in message
+    assert "sha256 is" in message and "the inventory says " + "0" * 64 in message
+
+
+def test_refuses_fewer_than_two_nodes(shared_lab: LabHandle, tmp_path: Path) -> None:
+    inventory = variant(shared_lab, tmp_path, lambda doc: doc.update(nodes=doc["nodes"][:1]))
+    message = refused(shared_lab, inventory)
+    assert "needs at least 2" in message
+
+
+def test_refuses_an_unknown_host_key_unless_told_to_accept_it(shared_lab: LabHandle, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    inventory = variant(shared_lab, tmp_path, lambda doc: doc["defaults"]["ssh"].update(known_hosts=str(empty)))
+    message = refused(shared_lab, inventory)
+    assert "not in" in message and "--accept-new-host-keys" in message
+
+    result = confluo("plan", "-i", str(inventory), "--accept-new-host-keys")
+    assert result.returncode == 0, result.stderr
+    assert len(empty.read_text().splitlines()) == 3
+
+
+def test_refuses_a_changed_host_key(shared_lab: LabHandle, tmp_path: Path) -> None:
+    real = shared_lab.record.known_hosts.read_text().splitlines()
+    # Every node presented with another node's key: what a man in the middle would look like.
+    swapped = [f"{line.split()[0]} {' '.join(real[(i + 1) % len(real)].split()[1:])}" for i, line in enumerate(real)]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("\n".join(swapped) + "\n")
+    inventory = variant(shared_lab, tmp_path, lambda doc: doc["defaults"]["ssh"].update(known_hosts=str(known_hosts)))
+    message = refused(shared_lab, inventory, "--accept-new-host-keys")
+    assert "does NOT match" in message
+
+
+def test_invalid_inventory_is_reported_with_locations_before_any_host_is_touched(
+    shared_lab: LabHandle, tmp_path: Path
+) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["nodes"][1]["ssh"]["port"] = "abc"
+        doc["nodes"][2]["colour"] = "blue"
+
+    before = snapshot(shared_lab)
+    result = confluo("upgrade", "-i", str(variant(shared_lab, tmp_path, change)), "--yes")
+    assert result.returncode == 2
+    assert "nodes[1].ssh.port" in result.stderr and "nodes[2].colour" in result.stderr
+    assert snapshot(shared_lab) == before
+
+
+# -- what goes wrong mid-upgrade ---------------------------------------------------------------------------------
+
+
+def test_a_node_that_will_not_start_halts_the_run_and_loses_nothing(lab: LabHandle) -> None:
+    lab.set("node2", tasks=9)
+    lab.set("node3", tasks=9)
+    lab.fault("node1", "fail-start")
+    old = {node["name"]: Path(node["install_dir"]).resolve() for node in lab.status()["nodes"]}
+    result = confluo("upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes")
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "node1" in result.stderr and "ERROR" in result.stderr
+    assert "hint:" in result.stderr
+    status = lab.status()
+    for node in status["nodes"]:
+        assert old[node["name"]].is_dir()
+        assert Path(node["home"], "confluence.cfg.xml").is_file()
+    others = [n for n in status["nodes"] if n["name"] != "node1"]
+    assert [(n["state"], n["version"]) for n in others] == [("ACTIVE", "9.2.13")] * 2
+
+
+def test_a_hung_shutdown_halts_at_its_deadline(lab: LabHandle, tmp_path: Path) -> None:
+    lab.set("node2", tasks=9)
+    lab.set("node3", tasks=9)
+    lab.fault("node1", "hang-stop")
+    inventory = variant(lab, tmp_path, lambda doc: doc["defaults"]["timeouts"].update(stop_seconds=2))
+    started = time.monotonic()
+    result = confluo("upgrade", "-i", str(inventory), "--to", NEXT, "--yes")
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "node1: did not stop within 2 s" in result.stderr
+    assert time.monotonic() - started < 60
+    assert Path(lab.node("node1")["install_dir"]).resolve().name == "9.2.13", "nothing was switched"
