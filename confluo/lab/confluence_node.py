@@ -1138,7 +1138,7 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
             code, state = self.node.status()
             self._send(code, _compact({"state": state}), session=False)
         elif not self.node.serving:
-            self._unavailable()
+            self._unavailable(path)
         elif path.startswith("/rest/") and self._fault() == "api-500":
             self._json(500, {"statusCode": 500, "message": "fault injected: api-500"})
         elif path == "/rest/zdu" or path.startswith("/rest/zdu/"):
@@ -1154,9 +1154,9 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
         db_file = self.node.db_file
         return fault_for(db_file, self.node.name) if db_file else None
 
-    def _unavailable(self) -> None:
+    def _unavailable(self, path: str) -> None:
         code, state = self.node.status()
-        if state == "FIRST_RUN":
+        if state == "FIRST_RUN" and not path.startswith("/rest/"):  # the setup wizard; no API yet
             page = f"<html><body><h1>Confluence setup</h1><p>{self.node.name}: set up needed</p></body></html>"
             self._send(200, page.encode(), "text/html")
             return
@@ -1193,7 +1193,7 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
     def _zdu(self, method: str, path: str) -> None:
         db_file = self.node.db_file
         if db_file is None:
-            self._unavailable()
+            self._unavailable(path)
             return
         if not self._authorized():
             message = "Client must be authenticated as a system administrator"
