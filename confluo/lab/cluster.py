@@ -41,7 +41,7 @@ DATABASES = ("mysql", "postgresql")
 LB_KINDS = (*balancer.KINDS, "none")
 HTTP_PORT = 8090
 SLOTS_DIR = hosts.LAB_STATE_DIR
-MAX_SLOTS = 250
+MAX_SLOTS = 200  # third octets 200+ are left to other test suites (tests/lab_node)
 MAX_NODES = 40
 ADMIN_USER = "admin"
 LAB_FORMAT = 1
@@ -199,18 +199,12 @@ class Lab:
     def balancer(self) -> balancer.Balancer | None:
         if self.lb not in balancer.KINDS:
             return None
-        gid = (
-            hosts.group_id(self.slot)
-            if self.ssh and hosts.group_exists(hosts.group_name(self.slot))
-            else None
-        )
+        gid = hosts.group_id(self.slot) if self.ssh and hosts.group_exists(hosts.group_name(self.slot)) else None
         return balancer.Balancer(self.lb, self.dir / "lb", lb_address(self.slot), socket_gid=gid)
 
     @property
     def api_url(self) -> str:
-        return (
-            f"http://{lb_address(self.slot)}:{balancer.LB_PORT}" if self.lb != "none" else self.nodes[0].url
-        )
+        return f"http://{lb_address(self.slot)}:{balancer.LB_PORT}" if self.lb != "none" else self.nodes[0].url
 
 
 def node_address(slot: int, index: int) -> str:
@@ -270,9 +264,7 @@ def load(lab_dir: Path) -> Lab:
     try:
         record = json.loads(path.read_text())
     except FileNotFoundError:
-        raise LabError(
-            f"no lab in {lab_dir} (no lab.json); start one with `confluo lab up --dir {lab_dir}`"
-        ) from None
+        raise LabError(f"no lab in {lab_dir} (no lab.json); start one with `confluo lab up --dir {lab_dir}`") from None
     except (OSError, ValueError) as error:
         raise LabError(f"cannot read {path}: {error}") from None
     return Lab(
@@ -309,17 +301,11 @@ def _slot_is_stale(slot: int) -> bool:
     return not hosts.pid_alive(int(owner.get("pid", 0)))
 
 
-def _ensure_slots_dir() -> None:
-    if not SLOTS_DIR.is_dir():
-        SLOTS_DIR.mkdir(parents=True, exist_ok=True)
-        # Sticky and world-writable like /tmp, so local-mode labs of other users can claim slots too.
-        with contextlib.suppress(OSError):
-            SLOTS_DIR.chmod(0o1777)
-
-
 def claim_slot(lab_dir: Path) -> int:
     """The lowest free slot, claimed atomically with mkdir (parallel `up`s never share one)."""
-    _ensure_slots_dir()
+    if SLOTS_DIR == hosts.LAB_STATE_DIR:
+        hosts.ensure_state_dir()
+    SLOTS_DIR.mkdir(parents=True, exist_ok=True)
     for slot in range(MAX_SLOTS):
         slot_dir = SLOTS_DIR / str(slot)
         if slot_dir.exists() and not (_slot_is_stale(slot) and _retire(slot_dir)):
@@ -331,9 +317,7 @@ def claim_slot(lab_dir: Path) -> int:
         owner = {"dir": str(lab_dir), "pid": os.getpid(), "claimed": time.time()}
         _slot_owner_file(slot).write_text(json.dumps(owner))
         return slot
-    raise LabError(
-        f"all {MAX_SLOTS} lab slots are taken ({SLOTS_DIR}); `confluo lab down` labs you no longer need"
-    )
+    raise LabError(f"all {MAX_SLOTS} lab slots are taken ({SLOTS_DIR}); `confluo lab down` labs you no longer need")
 
 
 def _retire(slot_dir: Path) -> bool:
@@ -393,9 +377,7 @@ def up(lab_dir: Path, options: LabOptions, progress: Callable[[str], None] = lam
     if mode == "ssh":
         check_traversable(lab_dir)
     if lab_json(lab_dir).exists():
-        raise LabError(
-            f"a lab already runs in {lab_dir}; stop it first with `confluo lab down --dir {lab_dir}`"
-        )
+        raise LabError(f"a lab already runs in {lab_dir}; stop it first with `confluo lab down --dir {lab_dir}`")
     _prepare_dir(lab_dir)
     slot = claim_slot(lab_dir)
     lab = Lab(
@@ -607,9 +589,7 @@ def _is_node_process(lab: Lab, pid: int | None) -> bool:
 
 def node_process_pids(lab: Lab) -> set[int]:
     """Every node process of the lab, of every installation (confluo may have started a new one)."""
-    candidates = {
-        hosts.read_pid(p) for p in lab.dir.glob("hosts/*/opt/atlassian/confluence/*/work/catalina.pid")
-    }
+    candidates = {hosts.read_pid(p) for p in lab.dir.glob("hosts/*/opt/atlassian/confluence/*/work/catalina.pid")}
     candidates |= {hosts.read_pid(p) for p in (lab.dir / "run").glob("*.pid")}
     with contextlib.suppress(Exception):
         candidates |= {row.get("pid") for row in confluence_node.cluster_view(lab.db_file)["nodes"]}
@@ -803,8 +783,7 @@ def status(lab_dir: Path) -> dict[str, Any]:
             "socket": str(lb.socket) if lb and lb.socket else None,
         },
         "cluster": {"state": view["state"], "upgrade_mode": view["upgrade_mode"], "version": view["version"]},
-        "nodes": [_node_status(lab, node, rows, http[node.url]) for node in lab.nodes]
-        + _unknown_rows(lab, rows),
+        "nodes": [_node_status(lab, node, rows, http[node.url]) for node in lab.nodes] + _unknown_rows(lab, rows),
     }
 
 
@@ -839,14 +818,8 @@ def _problems(lab: Lab, node: Node, row: dict[str, Any], rows: dict[str, dict[st
     if not row:
         problems.append("never joined the cluster")
     for other_name, other in rows.items():
-        if (
-            other_name not in _names(lab)
-            and other.get("address") == node.address
-            and other.get("state") != "OFFLINE"
-        ):
-            problems.append(
-                f"runs as {other_name!r}: -Dconfluence.cluster.node.name is missing from bin/setenv.sh"
-            )
+        if other_name not in _names(lab) and other.get("address") == node.address and other.get("state") != "OFFLINE":
+            problems.append(f"runs as {other_name!r}: -Dconfluence.cluster.node.name is missing from bin/setenv.sh")
     if node.user is not None and node.sshd.pid() is None:
         problems.append("sshd is down")
     return problems

@@ -14,6 +14,7 @@ import pwd
 import re
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -162,10 +163,18 @@ def user_name(slot: int, node_index: int) -> str:
     return f"cl{slot}n{node_index}"
 
 
+def ensure_state_dir() -> Path:
+    """The machine-wide folder of the labs; sticky and world-writable like /tmp, for local-mode labs of any user."""
+    LAB_STATE_DIR.mkdir(parents=True, exist_ok=True)
+    if LAB_STATE_DIR.stat().st_uid == os.geteuid() and stat.S_IMODE(LAB_STATE_DIR.stat().st_mode) != 0o1777:
+        LAB_STATE_DIR.chmod(0o1777)
+    return LAB_STATE_DIR
+
+
 @contextlib.contextmanager
 def accounts_lock() -> Iterator[None]:
     """Serialize useradd/userdel/groupadd between labs started in parallel (they lock /etc/passwd)."""
-    LAB_STATE_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    ensure_state_dir()
     with (LAB_STATE_DIR / "accounts.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -398,9 +407,7 @@ def start_sshd(sshd: Sshd, timeout: float = 5.0) -> int:
     _ensure_privsep_dir()
     run([SSHD, "-f", sshd.config, "-E", sshd.log])
     if not wait_for_port(sshd.address, sshd.port, timeout):
-        raise LabError(
-            f"sshd of {sshd.address} does not accept connections on port {sshd.port}; see {sshd.log}"
-        )
+        raise LabError(f"sshd of {sshd.address} does not accept connections on port {sshd.port}; see {sshd.log}")
     pid = _wait_for_pid(sshd, timeout)
     if pid is None:
         raise LabError(f"sshd for {sshd.address} wrote no pid file {sshd.pid_file}; see {sshd.log}")

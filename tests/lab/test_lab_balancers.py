@@ -1,0 +1,107 @@
+"""The load balancer in front of the lab: traffic keeps flowing while a node stops."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from labkit import LabHandle, wait_until
+
+from confluo.lab import balancer
+
+pytestmark = pytest.mark.lab
+
+
+class Traffic:
+    """Requests through the load balancer, one after the other, in a thread, until stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answers: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.get(f"{self.url}/")
+                    self.answers.append((response.status_code, response.headers.get("x-confluence-node", "?")))
+                except httpx.HTTPError as error:
+                    self.answers.append((0, type(error).__name__))
+
+    def errors(self) -> list[tuple[int, str]]:
+        return [answer for answer in self.answers if answer[0] != 200]
+
+    def served_by(self) -> Counter[str]:
+        return Counter(node for status, node in self.answers if status == 200)
+
+
+def stop_node_under_traffic(lab: LabHandle, node: str) -> Traffic:
+    with Traffic(lab.lb_url) as traffic:
+        wait_until(lambda: len(traffic.answers) >= 20, 10, "traffic to flow")
+        lab.stop_node(node)
+        lab.wait_for_state(node, "OFFLINE")
+        after_stop = len(traffic.answers)
+        wait_until(lambda: len(traffic.answers) >= after_stop + 30, 10, "traffic after the stop")
+    return traffic
+
+
+def test_haproxy_keeps_answering_while_a_node_stops_and_takes_it_back(
+    lab_factory: Callable[..., LabHandle],
+) -> None:
+    lab = lab_factory(nodes=3)
+    socket_path = Path(lab.status()["lb"]["socket"])
+    traffic = stop_node_under_traffic(lab, "node1")
+    assert traffic.errors() == []
+    assert set(traffic.served_by()) == {"node1", "node2", "node3"}
+    wait_until(lambda: balancer.haproxy_server_states(socket_path)["node1"] == "DOWN", 5, "node1 DOWN in HAProxy")
+    tail = Counter(httpx.get(f"{lab.lb_url}/", timeout=5).headers["x-confluence-node"] for _ in range(9))
+    assert set(tail) == {"node2", "node3"}
+    lab.start_node("node1")
+    lab.wait_for_state("node1", "ACTIVE")
+    wait_until(lambda: balancer.haproxy_server_states(socket_path)["node1"] == "UP", 5, "node1 UP in HAProxy")
+
+
+def test_haproxy_drain_and_maint_take_a_node_out_of_rotation(lab_factory: Callable[..., LabHandle]) -> None:
+    lab = lab_factory(nodes=2)
+    socket_path = Path(lab.status()["lb"]["socket"])
+    balancer.set_haproxy_server_state(socket_path, "node1", "drain")
+    assert balancer.haproxy_server_states(socket_path)["node1"] == "DRAIN"
+    balancer.set_haproxy_server_state(socket_path, "node1", "maint")
+    assert balancer.haproxy_server_states(socket_path)["node1"] == "MAINT"
+    assert {httpx.get(f"{lab.lb_url}/", timeout=5).headers["x-confluence-node"] for _ in range(6)} == {"node2"}
+    with pytest.raises(balancer.LabError, match="No such server"):
+        balancer.set_haproxy_server_state(socket_path, "node9", "maint")
+    balancer.set_haproxy_server_state(socket_path, "node1", "ready")
+    assert balancer.haproxy_server_states(socket_path)["node1"] == "UP"
+
+
+def test_nginx_answers_and_skips_a_stopped_node(lab_factory: Callable[..., LabHandle]) -> None:
+    lab = lab_factory(nodes=2, lb="nginx", db="postgresql")
+    status = lab.status()
+    assert status["lb"] == {"kind": "nginx", "url": lab.lb_url, "socket": None}
+    assert httpx.get(f"{lab.lb_url}/", timeout=5).status_code == 200
+    traffic = stop_node_under_traffic(lab, "node1")
+    assert traffic.errors() == []
+    assert set(traffic.served_by()) == {"node1", "node2"}
+
+
+def test_without_a_load_balancer_the_inventory_points_at_node1(lab_factory: Callable[..., LabHandle]) -> None:
+    lab = lab_factory(nodes=1, lb="none")
+    status = lab.status()
+    assert status["lb"] == {"kind": "none", "url": None, "socket": None}
+    assert lab.lb_url == status["nodes"][0]["url"]
+    assert f"api_url: {status['nodes'][0]['url']}" in lab.inventory.read_text()
