@@ -16,7 +16,7 @@ from confluo.remote import Remote
 from confluo.steps import PRESTAGE_STEPS, ROLLING_STEPS, NodeUpgrade, Step, StepContext, prune_command
 from confluo.transport import CommandFailed, TransportError
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.1
 
 
 @dataclass

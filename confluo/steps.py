@@ -34,9 +34,9 @@ from confluo.remote import (
 )
 from confluo.transport import CommandFailed, quote_argv
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.1
 # A node reporting ERROR this many polls in a row has failed; one poll could be a transition.
-ERROR_POLLS = 3
+ERROR_POLLS = 5
 
 
 class WaitTimedOut(ConfluoError):

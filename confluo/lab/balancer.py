@@ -93,9 +93,11 @@ def haproxy_config_text(lb: Balancer, servers: Sequence[Server]) -> str:
             "    timeout connect 2s",
             "    timeout client 30s",
             "    timeout server 30s",
-            # A node that just died costs no error: the request is retried on another server.
-            "    retries 2",
-            "    option redispatch",
+            # A node that just died, or closed the connection as it exited, costs no error: the request is
+            # retried on another server (what Atlassian's docs expect of the load balancer during a stop).
+            "    retries 3",
+            "    option redispatch 1",
+            "    retry-on conn-failure empty-response response-timeout 503",
             "",
             "frontend confluence_http",
             f"    bind {lb.address}:{lb.port}",
