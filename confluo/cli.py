@@ -44,7 +44,7 @@ accept_new_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=f"Exit codes:\n\n{EXIT_CODES_HELP}")
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=f"\b\nExit codes:\n{EXIT_CODES_HELP}")
 @click.version_option(__version__, prog_name="confluo")
 def cli() -> None:
     """Zero-downtime rolling upgrades of Confluence Data Center clusters over SSH."""
@@ -68,7 +68,7 @@ def plan(inventory_path: Path, target_version: str | None, as_json: bool, accept
             click.echo(plan_as_text(the_plan, facts), nl=False)
 
 
-@cli.command()
+@cli.command(epilog=f"\b\nExit codes:\n{EXIT_CODES_HELP}")
 @inventory_option
 @to_option
 @click.option("--yes", is_flag=True, help="Act without asking (needed when there is no terminal, e.g. cron).")

@@ -9,3 +9,22 @@ def test_version_flag_prints_the_package_version() -> None:
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
     assert __version__ in result.output
+
+
+README = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_readme_sudoers_snippet_names_every_command_confluo_runs_as_root() -> None:
+    from confluo.remote import PRIVILEGED
+
+    snippet = next(line for line in README.splitlines() if line.startswith("deploy ALL=(root)"))
+    assert sorted(part.strip() for part in snippet.split("NOPASSWD:")[1].split(",")) == sorted(PRIVILEGED)
+
+
+def test_readme_and_help_document_every_exit_code() -> None:
+    from confluo.errors import ExitCode
+
+    help_text = CliRunner().invoke(cli, ["--help"]).output
+    for code in ExitCode:
+        assert f"| {code.value} |" in README
+        assert f"{code.value:>3}  {code.description}" in help_text
