@@ -160,6 +160,13 @@ def haproxy_server_states(socket_path: Path, backend: str = BACKEND) -> dict[str
     return parse_servers_state(haproxy_command(socket_path, f"show servers state {backend}"))
 
 
+def save_haproxy_state(lb: Balancer) -> None:
+    """Write `show servers state` to the server-state-file, so a reload keeps MAINT and DRAIN."""
+    if lb.socket is None:
+        raise LabError(f"{lb.kind} has no runtime API; only HAProxy keeps server states")
+    lb.state_file.write_text(haproxy_command(lb.socket, "show servers state"))
+
+
 def set_haproxy_server_state(socket_path: Path, server: str, state: str, backend: str = BACKEND) -> None:
     """state: ready | drain | maint. HAProxy answers an empty line on success, an explanation otherwise."""
     answer = haproxy_command(socket_path, f"set server {backend}/{server} state {state}").strip()

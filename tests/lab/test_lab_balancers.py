@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -105,3 +106,15 @@ def test_without_a_load_balancer_the_inventory_points_at_node1(lab_factory: Call
     assert status["lb"] == {"kind": "none", "url": None, "socket": None}
     assert lab.lb_url == status["nodes"][0]["url"]
     assert f"api_url: {status['nodes'][0]['url']}" in lab.inventory.read_text()
+
+
+def test_haproxy_keeps_maint_across_a_reload_once_the_state_is_saved(lab_factory: Callable[..., LabHandle]) -> None:
+    lab = lab_factory(nodes=2)
+    lb = lab.record.balancer
+    assert lb is not None and lb.socket is not None
+    balancer.set_haproxy_server_state(lb.socket, "node2", "maint")
+    balancer.save_haproxy_state(lb)
+    old_pid = lb.pid()
+    subprocess.run(["haproxy", "-D", "-q", "-f", str(lb.config), "-sf", str(old_pid)], check=True)
+    wait_until(lambda: lb.pid() not in (None, old_pid), 5, "the new HAProxy to take over")
+    assert balancer.haproxy_server_states(lb.socket)["node2"] == "MAINT"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import grp
 import os
 import pwd
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from labkit import LabHandle, lab_options, new_lab_dir, wait_until
+from labkit import LabHandle, lab_options, new_lab_dir, start_lab, wait_until
 
 from confluo.lab import cluster, hosts, tarball
 
@@ -163,3 +165,14 @@ def test_the_cli_brings_a_lab_up_and_down() -> None:
     assert again.returncode == 1
     assert "no lab in" in again.stderr
     shutil.rmtree(lab_dir)
+
+
+def test_labs_started_at_the_same_time_get_their_own_slots() -> None:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool, contextlib.ExitStack() as labs:
+        starting = [pool.submit(labs.enter_context, start_lab(nodes=1)) for _ in range(2)]
+        first, second = (future.result(timeout=60) for future in starting)
+        assert first.record.slot != second.record.slot
+        for lab in (first, second):
+            assert httpx.get(f"{lab.lb_url}/", timeout=5).status_code == 200
+            if hosts.ssh_supported():
+                assert lab.ssh("node1", "true").returncode == 0
