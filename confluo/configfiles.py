@@ -44,6 +44,20 @@ def with_home(init_properties: str, home: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _path_pattern(path: str) -> re.Pattern[str]:
+    # The path as a whole word: /opt/confluence must not match inside /opt/confluence-data.
+    return re.compile(re.escape(path.rstrip("/")) + r"(?=[/\s\"';:]|$)", re.MULTILINE)
+
+
+def names_path(text: str, path: str) -> bool:
+    return _path_pattern(path).search(text) is not None
+
+
+def repoint(service_definition: str, old_install: str, new_install: str) -> str:
+    """An init.d script or systemd unit with every mention of the old installation replaced by the new one."""
+    return _path_pattern(old_install).sub(new_install.rstrip("/"), service_definition)
+
+
 def mask_secrets(text: str) -> str:
     return _SECRET_VALUE.sub(lambda m: f"{m.group('key')}{m.group('sep')}******", text)
 

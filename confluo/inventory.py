@@ -93,6 +93,16 @@ class InstallSettings:
 class ServiceSettings:
     kind: ServiceKind
     name: str
+    file: PurePosixPath | None = None  # the init.d script or systemd unit that names the installation
+
+    @property
+    def definition(self) -> PurePosixPath | None:
+        """The file confluo rewrites to repoint an initd or systemd service (None for script)."""
+        if self.file is not None or self.kind == "script":
+            return self.file
+        if self.kind == "initd":
+            return PurePosixPath("/etc/init.d") / self.name
+        return PurePosixPath("/etc/systemd/system") / f"{self.name}.service"
 
 
 @dataclass(frozen=True)
@@ -522,7 +532,7 @@ _SETTING_KEYS = (
 _NODE_KEYS = ("name", "host", "url", *_SETTING_KEYS)
 _SSH_KEYS = ("user", "port", "key", "known_hosts", "alias", "connect_timeout_seconds")
 _INSTALL_KEYS = ("layout", "base", "path")
-_SERVICE_KEYS = ("kind", "name")
+_SERVICE_KEYS = ("kind", "name", "file")
 _TIMEOUT_KEYS = ("stop_seconds", "start_seconds", "finalize_seconds")
 
 
@@ -782,7 +792,7 @@ def _host(node: _Reader, settings: _NodeSettings) -> str:
 
 def _node_settings(node: _Reader, base_dir: Path) -> _NodeSettings:
     home = node.required_remote_path("home", "the node's local home directory")
-    return _NodeSettings(
+    settings = _NodeSettings(
         transport=node.choice("transport", TRANSPORTS, default="ssh") or "ssh",
         ssh=_ssh(node.section("ssh"), base_dir),
         sudo=node.boolean("sudo", True),
@@ -793,6 +803,14 @@ def _node_settings(node: _Reader, base_dir: Path) -> _NodeSettings:
         timeouts=_timeouts(node.section("timeouts")),
         min_free_disk_mb=node.integer("min_free_disk_mb", 2048, minimum=0),
     )
+    if settings.install.layout == "plain" and settings.service.kind == "script":
+        # Nothing would make the service start the new installation: only a symlink or a service file can.
+        node.report(
+            node.location("service.kind"),
+            "install.layout plain needs service.kind initd or systemd (confluo repoints that service); "
+            "or use install.layout symlink",
+        )
+    return settings
 
 
 def _ssh(section: _Reader, base_dir: Path) -> SshSettings:
@@ -823,7 +841,7 @@ def _service(section: _Reader) -> ServiceSettings:
     section.reject_unknown(_SERVICE_KEYS)
     name = section.text("name", pattern=_SERVICE_NAME, expected="a service name (letters, digits, . _ @ -)")
     kind = section.choice("kind", SERVICE_KINDS, default="script") or "script"
-    return ServiceSettings(kind, name or "confluence")
+    return ServiceSettings(kind, name or "confluence", section.remote_path("file"))
 
 
 def _timeouts(section: _Reader) -> Timeouts:

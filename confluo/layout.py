@@ -11,7 +11,8 @@ POM_PROPERTIES = "confluence/META-INF/maven/com.atlassian.confluence/confluence-
 INIT_PROPERTIES = "confluence/WEB-INF/classes/confluence-init.properties"
 WEBINF_LIB = "confluence/WEB-INF/lib"
 PID_FILE = "work/catalina.pid"
-STAGING_DIR = ".cache/confluo"  # relative to the login user's home
+# Relative to the login user's home; per node, since homes are often one NFS share for every node.
+STAGING_DIR = ".cache/confluo"
 # Written by the run user at runtime, so they must belong to it in a new installation.
 RUNTIME_DIRS = ("logs", "work", "temp")
 
@@ -34,7 +35,7 @@ class NodePaths:
 
 
 def node_paths(node: Node, version: str, login_home: str) -> NodePaths:
-    staged = posixpath.join(login_home, STAGING_DIR, archive_name(version))
+    staged = posixpath.join(login_home, STAGING_DIR, node.name, archive_name(version))
     if node.install.layout == "symlink":
         assert node.install.base is not None
         base = str(node.install.base)

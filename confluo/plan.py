@@ -11,7 +11,6 @@ from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, node_paths
 from confluo.probe import NodeFacts
-from confluo.remote import PRIVILEGED
 from confluo.steps import PRESTAGE_STEPS, ROLLING_STEPS, NodeUpgrade, Preview, prune_candidates
 from confluo.versions import Version, rolling_upgrade_refusal
 
@@ -264,7 +263,3 @@ def _prune(inventory: Inventory, upgrades: Sequence[NodeUpgrade], facts: Facts) 
             )
         )
     return pruned
-
-
-def needed_privileges() -> tuple[str, ...]:
-    return PRIVILEGED

@@ -11,15 +11,25 @@ from dataclasses import dataclass, field
 
 from confluo.inventory import Node
 from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, WEBINF_LIB, NodePaths
-from confluo.remote import PRIVILEGED, Remote
+from confluo.remote import Remote, privileged_commands
 from confluo.transport import TransportError, quote_argv
 
 # Arguments: $1 install in use (a symlink or a directory), $2 new install, $3 local home, $4 staged archive
-# (relative to the login user's home),
-# $5 "sudo" or "", then the customization files (relative to the installation).
+# (relative to the login user's home), $5 the commands sudo must allow (empty: no sudo), $6 the service
+# definition file (empty: none), then the customization files (relative to the installation).
 _PROBE_SCRIPT = r"""
-current=$1; new=$2; home=$3; staged=$HOME/$4; use_sudo=$5; shift 5
+current=$1; new=$2; home=$3; staged=$HOME/$4; privileged=$5; service=$6; shift 6
 echo "@@login_home"; printf '%s\n' "$HOME"
+if [ -n "$service" ] && [ -f "$service" ]; then
+  echo "@@file __SERVICE__"; base64 -w0 "$service"; echo
+  # A plain installation is the one the service names: the first path in it that holds bin/start-confluence.sh.
+  if [ ! -L "$current" ]; then
+    for path in $(grep -oE '/[^"'"'"' =;:()]+' "$service"); do
+      path=${path%/}; path=${path%/bin/start-confluence.sh}; path=${path%/bin}
+      if [ -f "$path/bin/start-confluence.sh" ]; then current=$path; break; fi
+    done
+  fi
+fi
 old=$(readlink -f -- "$current" 2>/dev/null || true)
 echo "@@old_install"; [ -d "$old" ] && printf '%s\n' "$old"
 echo "@@installed_version"; sed -n 's/^version=//p' "$old/__POM__" 2>/dev/null
@@ -32,18 +42,19 @@ echo "@@drivers"; ls -1 "$old/__LIB__" 2>/dev/null | grep -E '^(mysql-connector-
 echo "@@releases"; ls -1 "$(dirname -- "$new")" 2>/dev/null
 echo "@@pid"; pid=$(cat "$old/__PID__" 2>/dev/null); [ -n "$pid" ] && [ -d "/proc/$pid" ] && echo "$pid"
 echo "@@staged_bytes"; [ -f "$staged" ] && wc -c < "$staged"
-echo "@@sudo_denied"; if [ -n "$use_sudo" ]; then for cmd in __PRIVILEGED__; do
-  sudo -n -l "$cmd" >/dev/null 2>&1 || echo "$cmd"; done; fi
+echo "@@sudo_denied"; for cmd in $privileged; do sudo -n -l "$cmd" >/dev/null 2>&1 || echo "$cmd"; done
 echo "@@file __INIT__"; base64 -w0 "$old/__INIT__" 2>/dev/null; echo
 for rel in "$@"; do [ -f "$old/$rel" ] && { echo "@@file $rel"; base64 -w0 "$old/$rel"; echo; }; done
 echo "@@end"
 """
+SERVICE_FILE_KEY = "@service"  # where the service definition's text goes in NodeFacts.files
+
 PROBE_SCRIPT = (
     _PROBE_SCRIPT.replace("__POM__", POM_PROPERTIES)
     .replace("__LIB__", WEBINF_LIB)
     .replace("__PID__", PID_FILE)
     .replace("__INIT__", INIT_PROPERTIES)
-    .replace("__PRIVILEGED__", " ".join(PRIVILEGED))
+    .replace("__SERVICE__", SERVICE_FILE_KEY)
 )
 
 
@@ -76,7 +87,15 @@ class NodeFacts:
 def probe_command(node: Node, paths: NodePaths, customizations: Sequence[str]) -> str:
     """`paths` as from node_paths(node, version, login_home=""): the staged archive relative to $HOME."""
     in_use = paths.current_link or str(node.install.path)
-    args = [in_use, paths.new_install, str(node.home), paths.staged_archive, "sudo" if node.sudo else ""]
+    definition = node.service.definition
+    args = [
+        in_use,
+        paths.new_install,
+        str(node.home),
+        paths.staged_archive,
+        " ".join(privileged_commands(node)) if node.sudo else "",
+        str(definition) if definition else "",
+    ]
     return quote_argv(["bash", "-c", PROBE_SCRIPT, "confluo-probe", *args, *customizations])
 
 

@@ -26,6 +26,20 @@ PRIVILEGED = (MKDIR, TAR, CP, LN, MV, CHOWN, RM, TEE)
 CommandListener = Callable[[CommandResult], None]
 
 
+def service_binary(node: Node) -> str | None:
+    """The extra command an initd or systemd service needs as root."""
+    if node.service.kind == "initd":
+        return str(node.service.definition)
+    if node.service.kind == "systemd":
+        return SYSTEMCTL
+    return None
+
+
+def privileged_commands(node: Node) -> tuple[str, ...]:
+    extra = service_binary(node)
+    return (*PRIVILEGED, extra) if extra else PRIVILEGED
+
+
 @dataclass(frozen=True)
 class Command:
     """One command as confluo will run it on a node; `display` is what plans and logs show."""

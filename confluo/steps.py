@@ -16,6 +16,7 @@ from confluo.cluster_api import ClusterApi, NodeState, StatusState, node_status
 from confluo.errors import ConfluoError, ExitCode
 from confluo.inventory import Node
 from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, RUNTIME_DIRS, WEBINF_LIB, NodePaths
+from confluo.probe import SERVICE_FILE_KEY
 from confluo.remote import (
     CHOWN,
     CP,
@@ -236,7 +237,7 @@ class ExtractRelease(Step):
 def _service_command(node: Node, action: str, install: str) -> Command:
     kind = node.service.kind
     if kind == "initd":
-        return root(f"/etc/init.d/{node.service.name}", action)
+        return root(str(node.service.definition), action)
     if kind == "systemd":
         return root(SYSTEMCTL, action, node.service.name)
     return as_user(posixpath.join(install, "bin", f"{action}-confluence.sh"))
@@ -365,7 +366,8 @@ class CarryCustomizations(Step):
 
 
 class Repoint(Step):
-    """The service now starts the new installation: an atomic symlink swap (or the service file rewritten)."""
+    """The service now starts the new installation: an atomic symlink swap, or the init.d script / systemd unit
+    rewritten to name the new installation."""
 
     name = "repoint service"
 
@@ -376,32 +378,61 @@ class Repoint(Step):
         # mv -T renames over the old link in one step: `current` never stops existing.
         return (root(LN, "-sfn", install, temporary), root(MV, "-T", temporary, link))
 
-    def _commands(self, install: str) -> tuple[Command, ...]:
-        if self.u.paths.current_link is not None:
-            return self._link_commands(install)
-        return ()
+    def _definition(self) -> str:
+        definition = self.u.node.service.definition
+        assert definition is not None
+        return str(definition)
+
+    def _rewrite_commands(self) -> tuple[Command, ...]:
+        commands = [write_file_command(self._definition())]
+        if self.u.node.service.kind == "systemd":
+            commands.append(root(SYSTEMCTL, "daemon-reload"))
+        return tuple(commands)
 
     def preview(self) -> Preview:
-        return Preview(commands=tuple(c.line(self.u.node) for c in self._commands(self.u.paths.new_install)))
+        if self.u.paths.current_link is not None:
+            return Preview(commands=tuple(c.line(self.u.node) for c in self._link_commands(self.u.paths.new_install)))
+        before = self.u.old_files.get(SERVICE_FILE_KEY, "")
+        after = configfiles.repoint(before, self.u.old_install, self.u.paths.new_install)
+        lines = [c.line(self.u.node) for c in self._rewrite_commands()]
+        lines[0] += " <<< (the file below)"
+        diff = configfiles.unified_diff(self._definition(), before, after)
+        return Preview(commands=tuple(lines), files=(FileChange(self._definition(), diff),))
 
     def is_done(self, ctx: StepContext) -> bool:
         link = self.u.paths.current_link
-        if link is None:
-            return False
-        result = ctx.remote.shell(quote_argv(["readlink", "-f", "--", link]), check=False)
-        return result.stdout.strip() == self.u.paths.new_install
+        if link is not None:
+            result = ctx.remote.shell(quote_argv(["readlink", "-f", "--", link]), check=False)
+            return result.stdout.strip() == self.u.paths.new_install
+        text = self._read_definition(ctx)
+        return configfiles.names_path(text, self.u.paths.new_install)
 
     def apply(self, ctx: StepContext) -> None:
-        if self.u.paths.current_link is None:
-            raise NodeFailed(
-                f"{self.u.node.name}: repointing a {self.u.node.service.kind} service of a plain installation "
-                "is not supported yet; use the symlink layout",
-            )
-        self._run_all(ctx, self._commands(self.u.paths.new_install))
+        if self.u.paths.current_link is not None:
+            self._run_all(ctx, self._link_commands(self.u.paths.new_install))
+        else:
+            self._rewrite(ctx, self.u.old_install, self.u.paths.new_install)
 
     def undo(self, ctx: StepContext) -> None:
         if self.u.paths.current_link is not None:
             self._run_all(ctx, self._link_commands(self.u.old_install))
+        else:
+            self._rewrite(ctx, self.u.paths.new_install, self.u.old_install)
+
+    def _read_definition(self, ctx: StepContext) -> str:
+        result = ctx.remote.shell(quote_argv(["cat", "--", self._definition()]), check=False)
+        return result.stdout if result.ok else ""
+
+    def _rewrite(self, ctx: StepContext, old: str, new: str) -> None:
+        text = self._read_definition(ctx)
+        if not configfiles.names_path(text, old):
+            raise NodeFailed(
+                f"{self.u.node.name}: {self._definition()} does not name {old}; confluo cannot tell how to repoint it",
+                hint="point the service at the new installation by hand, then run `confluo upgrade` again",
+            )
+        write, *after = self._rewrite_commands()
+        ctx.remote.run(write, stdin=configfiles.repoint(text, old, new).encode())
+        self._run_all(ctx, tuple(after))
 
 
 class StartNode(Step):

@@ -154,7 +154,12 @@ def test_secrets_are_referenced_not_read(tmp_path: Path, monkeypatch: pytest.Mon
         ({"defaults.home": "/var/../etc"}, "defaults.home: must not contain '..', got '/var/../etc'"),
         ({"defaults.install.layout": "copy"}, "defaults.install.layout: expected one of symlink, plain, got 'copy'"),
         (
-            {"nodes[1].install": {"layout": "plain"}},
+            {"nodes[1].install": {"layout": "plain", "path": "/opt/c"}},
+            "nodes[1].service.kind: install.layout plain needs service.kind initd or systemd (confluo repoints that "
+            "service); or use install.layout symlink",
+        ),
+        (
+            {"nodes[1].install": {"layout": "plain"}, "nodes[1].service": {"kind": "initd"}},
             "nodes[1].install.path: missing; layout plain needs the installation in use today as install.path"
             + INHERITABLE,
         ),
@@ -416,12 +421,46 @@ def _attribute(node: Node, dotted: str) -> object:
         ({"nodes[0].ssh.user": "admin"}, 0, "ssh.user", "admin"),
         ({"defaults.ssh.key": "/keys/id"}, 1, "ssh.key", Path("/keys/id")),
         ({"defaults.ssh.key": "/keys/id", "nodes[1].ssh.key": None}, 1, "ssh.key", None),  # null drops a default
-        ({"nodes[1].install": {"layout": "plain", "path": "/opt/c"}}, 1, "install.layout", "plain"),
-        ({"nodes[1].install": {"layout": "plain", "path": "/opt/c"}}, 1, "install.path", PurePosixPath("/opt/c")),
-        ({"nodes[1].install": {"layout": "plain", "path": "/opt/c"}}, 0, "install.layout", "symlink"),
+        (
+            {"nodes[1].install": {"layout": "plain", "path": "/opt/c"}, "nodes[1].service": {"kind": "initd"}},
+            1,
+            "install.layout",
+            "plain",
+        ),
+        (
+            {"nodes[1].install": {"layout": "plain", "path": "/opt/c"}, "nodes[1].service": {"kind": "initd"}},
+            1,
+            "install.path",
+            PurePosixPath("/opt/c"),
+        ),
+        (
+            {"nodes[1].install": {"layout": "plain", "path": "/opt/c"}, "nodes[1].service": {"kind": "initd"}},
+            0,
+            "install.layout",
+            "symlink",
+        ),
         ({"nodes[0].home": "/data/confluence"}, 0, "home", PurePosixPath("/data/confluence")),
         ({"nodes[0].service": {"kind": "systemd"}}, 0, "service.kind", "systemd"),
         ({"nodes[0].service": {"kind": "systemd"}}, 0, "service.name", "confluence"),
+        (
+            {"nodes[0].service": {"kind": "systemd"}},
+            0,
+            "service.definition",
+            PurePosixPath("/etc/systemd/system/confluence.service"),
+        ),
+        (
+            {"nodes[0].service": {"kind": "initd", "name": "conf"}},
+            0,
+            "service.definition",
+            PurePosixPath("/etc/init.d/conf"),
+        ),
+        (
+            {"nodes[0].service": {"kind": "initd", "file": "/srv/init/c"}},
+            0,
+            "service.definition",
+            PurePosixPath("/srv/init/c"),
+        ),
+        ({"nodes[0].service": {"kind": "script"}}, 0, "service.definition", None),
         ({"defaults.service": {"name": "conf"}, "nodes[0].service": {"kind": "initd"}}, 0, "service.name", "conf"),
         ({"nodes[0].timeouts": {"start_seconds": 60}}, 0, "timeouts.start_seconds", 60.0),
         ({"nodes[0].timeouts": {"start_seconds": 60}}, 0, "timeouts.stop_seconds", 300.0),
