@@ -92,7 +92,7 @@ def gather_facts(session: Session) -> Facts:
     wanted = (INIT_PROPERTIES, *inventory.customizations)
 
     def probe(node: Node) -> NodeFacts:
-        paths = node_paths(node, version, login_home="")
+        paths = node_paths(node, version, login_home="", shared_home=inventory.target.staging_shared_home)
         return probe_node(session.remotes[node.name], paths, inventory.customizations)
 
     def cluster() -> ClusterInfo | str:

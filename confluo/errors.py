@@ -57,9 +57,7 @@ class InventoryError(ConfluoError):
 
     exit_code = ExitCode.USAGE
 
-    def __init__(
-        self, problems: Iterable[str], *, source: str | None = None, hint: str | None = None
-    ) -> None:
+    def __init__(self, problems: Iterable[str], *, source: str | None = None, hint: str | None = None) -> None:
         self.problems = tuple(problems)
         self.source = source
         # Prefixing each line with the file lets editors and terminals jump straight to it.

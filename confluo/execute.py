@@ -73,7 +73,11 @@ class Executor:
             for step_type in PRESTAGE_STEPS:
                 self._do(step_type(upgrade), phase="pre-stage")
 
-        in_parallel(list(self.plan.upgrades), stage)
+        upgrades = list(self.plan.upgrades)
+        if upgrades and upgrades[0].shared_staging:
+            # One node sends the archive into the shared home; the others then find it there, verified.
+            stage(upgrades.pop(0))
+        in_parallel(upgrades, stage)
 
     def _enable_upgrade_mode(self) -> None:
         cluster = self.api.cluster()

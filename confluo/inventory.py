@@ -71,6 +71,11 @@ class Target:
     transfer: TransferMode
     shared_home: PurePosixPath | None
 
+    @property
+    def staging_shared_home(self) -> str | None:
+        """The shared home the archive is sent to once, or None when it goes to every node."""
+        return str(self.shared_home) if self.transfer == "shared-home" and self.shared_home else None
+
 
 @dataclass(frozen=True)
 class SshSettings:

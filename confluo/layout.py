@@ -34,8 +34,15 @@ class NodePaths:
         return posixpath.join(install, relative)
 
 
-def node_paths(node: Node, version: str, login_home: str) -> NodePaths:
-    staged = posixpath.join(login_home, STAGING_DIR, node.name, archive_name(version))
+SHARED_STAGING_DIR = "confluo"  # relative to the shared home
+
+
+def node_paths(node: Node, version: str, login_home: str, shared_home: str | None = None) -> NodePaths:
+    """With a shared home, every node reads the one copy of the archive confluo sent there."""
+    if shared_home:
+        staged = posixpath.join(shared_home, SHARED_STAGING_DIR, archive_name(version))
+    else:
+        staged = posixpath.join(login_home, STAGING_DIR, node.name, archive_name(version))
     if node.install.layout == "symlink":
         assert node.install.base is not None
         base = str(node.install.base)

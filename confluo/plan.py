@@ -160,7 +160,9 @@ def _node_reasons(inventory: Inventory, facts: Facts) -> list[str]:
                 f"{node.name}: only {found.staging_free_mb} MB free in the login user's home for the archive"
             )
         if found.new_install_exists and found.new_install_version is None and found.old_install is not None:
-            paths = node_paths(node, str(inventory.target.version), found.login_home)
+            paths = node_paths(
+                node, str(inventory.target.version), found.login_home, inventory.target.staging_shared_home
+            )
             reasons.append(
                 f"{node.name}: {paths.new_install} exists but is not a {inventory.target.version} installation; "
                 "confluo will not write over it"
@@ -234,13 +236,14 @@ def _node_upgrade(inventory: Inventory, node: Node, found: NodeFacts, archive: A
     drivers = found.drivers if inventory.database in DRIVER_DATABASES else ()
     return NodeUpgrade(
         node=node,
-        paths=node_paths(node, archive.version, found.login_home),
+        paths=node_paths(node, archive.version, found.login_home, inventory.target.staging_shared_home),
         old_install=found.old_install,
         target_version=archive.version,
         database=inventory.database,
         archive_sha256=archive.sha256,
         archive_bytes=archive.size,
         local_archive=str(archive.path),
+        shared_staging=inventory.target.staging_shared_home is not None,
         customizations=customizations,
         drivers=drivers,
         stock_files=archive.stock_files,

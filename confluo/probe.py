@@ -15,10 +15,11 @@ from confluo.remote import Remote, privileged_commands
 from confluo.transport import TransportError, quote_argv
 
 # Arguments: $1 install in use (a symlink or a directory), $2 new install, $3 local home, $4 staged archive
-# (relative to the login user's home), $5 the commands sudo must allow (empty: no sudo), $6 the service
+# (relative to the login user's home unless absolute), $5 the commands sudo must allow (empty: no sudo), $6 the service
 # definition file (empty: none), then the customization files (relative to the installation).
 _PROBE_SCRIPT = r"""
-current=$1; new=$2; home=$3; staged=$HOME/$4; privileged=$5; service=$6; shift 6
+current=$1; new=$2; home=$3; staged=$4; privileged=$5; service=$6; shift 6
+case $staged in /*) ;; *) staged=$HOME/$staged ;; esac
 echo "@@login_home"; printf '%s\n' "$HOME"
 if [ -n "$service" ] && [ -f "$service" ]; then
   echo "@@file __SERVICE__"; base64 -w0 "$service"; echo

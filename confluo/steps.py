@@ -75,6 +75,7 @@ class NodeUpgrade:
     archive_sha256: str
     archive_bytes: int
     local_archive: str
+    shared_staging: bool  # the archive is sent once into the shared home, not to every node
     customizations: tuple[str, ...]  # the listed files that exist in the old installation
     drivers: tuple[str, ...]  # JDBC driver jars to carry over
     stock_files: dict[str, str] = field(default_factory=dict)
@@ -138,7 +139,8 @@ class TransferArchive(Step):
     def _commands(self) -> tuple[Command, ...]:
         staged = self.u.paths.staged_archive
         return (
-            plain(MKDIR, "-p", "-m", "700", posixpath.dirname(staged)),
+            # Shared: the other nodes' users (one group) read it; per node: the login user's alone.
+            plain(MKDIR, "-p", "-m", "750" if self.u.shared_staging else "700", posixpath.dirname(staged)),
             # upload: streamed into <staged>.part
             plain(
                 "bash",

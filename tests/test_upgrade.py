@@ -312,3 +312,19 @@ def test_a_hung_shutdown_halts_at_its_deadline(lab: LabHandle, tmp_path: Path) -
     assert "node1: did not stop within 2 s" in result.stderr
     assert time.monotonic() - started < 60
     assert Path(lab.node("node1")["install_dir"]).resolve().name == "9.2.13", "nothing was switched"
+
+
+def test_shared_home_transfer_sends_the_archive_once(lab: LabHandle, tmp_path: Path) -> None:
+    shared = lab.dir / "shared"
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["target"].update(transfer="shared-home", shared_home=str(shared))
+
+    inventory = variant(lab, tmp_path, change)
+    result = confluo("upgrade", "-i", str(inventory), "--to", NEXT, "--yes", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    archive = lab.dir / f"atlassian-confluence-{NEXT}.tar.gz"
+    assert summary["bytes_sent"] == archive.stat().st_size
+    assert (shared / "confluo" / archive.name).read_bytes() == archive.read_bytes()
+    assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3
