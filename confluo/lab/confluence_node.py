@@ -211,8 +211,11 @@ def find_host_marker(install: Path) -> HostMarker | None:
     for directory in (start, *start.parents, *install.resolve().parents):
         marker = directory / HOST_MARKER
         if marker.is_file():
-            data = json.loads(marker.read_text(encoding="utf-8"))
-            return HostMarker(str(data["name"]), str(data["address"]), int(data["http_port"]))
+            try:
+                data = json.loads(marker.read_text(encoding="utf-8"))
+                return HostMarker(str(data["name"]), str(data["address"]), int(data["http_port"]))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"cannot read {marker}: {exc}") from exc
     return None
 
 
@@ -1033,19 +1036,27 @@ class NodeProgram:
         if self.db_file is None or self.state == FIRST_RUN:
             self.state = TERMINATING
             return 0.0
-        with _transaction(self.db_file, write=True) as conn:
+        try:
+            seconds, tasks, fault = self._mark_terminating(self.db_file)
+        except sqlite3.Error as exc:  # still stop, with the default grace period
+            self.log.write("WARN", "confluence.lifecycle", f"cannot record TERMINATING: {exc}")
+            seconds, tasks, fault = 1.0, 0, None
+        self.state = TERMINATING  # after the row: /status never runs ahead of the cluster's view
+        if fault == "hang-stop":
+            self.log.write("WARN", "confluence.lifecycle", "fault injected: hang-stop; shutdown never ends")
+            return math.inf
+        if fault == "slow-stop":
+            seconds *= SLOW_STOP_FACTOR
+        return seconds + SECONDS_PER_TASK * tasks
+
+    def _mark_terminating(self, db_file: Path) -> tuple[float, int, str | None]:
+        """Record TERMINATING; return the stop timing, the running tasks and the node's fault."""
+        with _transaction(db_file, write=True) as conn:
             conn.execute("UPDATE nodes SET state = ? WHERE id = ?", (TERMINATING, self.node_id))
             row = conn.execute("SELECT tasks FROM nodes WHERE id = ?", (self.node_id,)).fetchone()
             fault = conn.execute("SELECT kind FROM faults WHERE node = ?", (self.name,)).fetchone()
             seconds = float(_settings(conn).get("stop_seconds", "1"))
-        self.state = TERMINATING
-        kind = str(fault["kind"]) if fault else None
-        if kind == "hang-stop":
-            self.log.write("WARN", "confluence.lifecycle", "fault injected: hang-stop; shutdown never ends")
-            return math.inf
-        if kind == "slow-stop":
-            seconds *= SLOW_STOP_FACTOR
-        return seconds + SECONDS_PER_TASK * (int(row["tasks"]) if row else 0)
+        return seconds, int(row["tasks"]) if row else 0, str(fault["kind"]) if fault else None
 
     def _finish(self, server: ThreadingHTTPServer) -> None:
         if self.db_file is not None:
@@ -1079,6 +1090,7 @@ def _compact(obj: object) -> bytes:
 
 class NodeRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 60  # close idle keep-alive connections (a load balancer may hold many)
     server_version = "Apache-Coyote/1.1"
     sys_version = ""
 

@@ -107,10 +107,12 @@ def test_rolling_upgrade_by_hand(running: tuple[Cluster, Node, Node]) -> None:
 
     # node1 on the new release, customized: MIXED while it starts and once it runs.
     cluster.install(first, NEXT)
+    set_timings(cluster.db, start_seconds=1.0)  # long enough to look at the cluster while node1 starts
     assert cluster.start(first).returncode == 0
     cluster.wait_status(first, "STARTING")
     assert cluster.cluster(second)["state"] == "MIXED"
     cluster.wait_status(first, "RUNNING")
+    set_timings(cluster.db, start_seconds=0.3)
     body = cluster.cluster(first)
     assert body["state"] == "MIXED" and body["hasFinalizationTasks"] is True and _links(body) == {"self"}
     assert {n["name"]: n["version"] for n in body["nodes"]} == {"node1": NEXT, "node2": VERSION}
@@ -165,6 +167,7 @@ def test_failed_finalization_can_be_retried(cluster: Cluster) -> None:
     assert cluster_view(cluster.db)["version"] == VERSION  # not finalized
     _refused(cluster, node, "start", "cancel", "approve")  # UPGRADE_TASKS_FAILED
     set_fault(cluster.db, "node1", None)
+    set_timings(cluster.db, finalize_seconds=1.0)
     retried = cluster.api(node, "POST", "retryUpgrade")
     assert retried.status == 200 and retried.json()["state"] == "RUNNING_UPGRADE_TASKS"
     wait_for(lambda: cluster.cluster(node)["state"] == "STABLE", 10, "STABLE after the retry")
