@@ -18,10 +18,21 @@ from confluo.errors import ConfluoError, ExitCode
 
 ZDU_BASE = "/rest/zdu"
 
-E = TypeVar("E", bound=enum.Enum)
+E = TypeVar("E", bound="_Lenient")
 
 
-class ClusterState(enum.Enum):
+class _Lenient(enum.Enum):
+    """An enum of strings from the API; a value it does not know reads as UNKNOWN."""
+
+    @classmethod
+    def parse(cls: type[E], value: object) -> E:
+        try:
+            return cls(value)
+        except ValueError:
+            return cls("UNKNOWN")
+
+
+class ClusterState(_Lenient):
     STABLE = "STABLE"
     READY_TO_UPGRADE = "READY_TO_UPGRADE"
     MIXED = "MIXED"
@@ -30,12 +41,8 @@ class ClusterState(enum.Enum):
     UPGRADE_TASKS_FAILED = "UPGRADE_TASKS_FAILED"
     UNKNOWN = "UNKNOWN"
 
-    @classmethod
-    def parse(cls, value: object) -> ClusterState:
-        return _parse_enum(cls, value)
 
-
-class NodeState(enum.Enum):
+class NodeState(_Lenient):
     STARTING = "STARTING"
     ACTIVE = "ACTIVE"
     DRAINING = "DRAINING"
@@ -46,12 +53,8 @@ class NodeState(enum.Enum):
     UPGRADE_TASKS_FAILED = "UPGRADE_TASKS_FAILED"
     UNKNOWN = "UNKNOWN"
 
-    @classmethod
-    def parse(cls, value: object) -> NodeState:
-        return _parse_enum(cls, value)
 
-
-class StatusState(enum.Enum):
+class StatusState(_Lenient):
     """The body of GET /status. Only RUNNING (with HTTP 200) means the node serves."""
 
     RUNNING = "RUNNING"
@@ -62,17 +65,6 @@ class StatusState(enum.Enum):
     MAINTENANCE = "MAINTENANCE"
     UNREACHABLE = "UNREACHABLE"
     UNKNOWN = "UNKNOWN"
-
-    @classmethod
-    def parse(cls, value: object) -> StatusState:
-        return _parse_enum(cls, value)
-
-
-def _parse_enum(cls: type[E], value: object) -> E:
-    try:
-        return cls(value)
-    except ValueError:
-        return cls("UNKNOWN")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ the node whether it is already done, so running the same upgrade again picks up 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from confluo.cluster_api import ClusterApi, ClusterState, InvalidTransition
@@ -14,9 +14,10 @@ from confluo.parallel import in_parallel
 from confluo.plan import Plan, least_busy_order
 from confluo.remote import Remote
 from confluo.steps import PRESTAGE_STEPS, ROLLING_STEPS, NodeUpgrade, Step, StepContext, prune_command
-from confluo.transport import CommandFailed, TransportError
+from confluo.transport import CommandFailed, ConnectionFailed, ConnectionLost, TransportError
 
 POLL_SECONDS = 0.1
+RECONNECT_PAUSES = (1.0, 2.0, 4.0, 8.0)  # then the step fails: about 15 s without SSH
 
 
 @dataclass
@@ -85,17 +86,12 @@ class Executor:
             self.events.emit("phase_skipped", "upgrade mode is already on", phase="upgrade mode")
             return
         self.events.emit("phase_started", "enabling upgrade mode", phase="upgrade mode")
-        try:
-            self.api.start_upgrade()
-        except InvalidTransition as exc:
-            raise StepFailed(
-                node="cluster",
-                step="enable upgrade mode",
-                command="POST /rest/zdu/start",
-                exit_status=409,
-                output_tail="",
-                hint="the cluster changed state since the preflight; `confluo status` shows it",
-            ) from exc
+        _transition(
+            self.api.start_upgrade,
+            "enable upgrade mode",
+            "POST /rest/zdu/start",
+            "the cluster changed state since the preflight; `confluo status` shows it",
+        )
         self._wait_cluster({ClusterState.READY_TO_UPGRADE, ClusterState.MIXED}, 60, "upgrade mode")
         self.events.emit("phase_done", "upgrade mode is on", phase="upgrade mode")
 
@@ -132,17 +128,12 @@ class Executor:
             return
         self.events.emit("phase_started", "finalizing: running the upgrade tasks", phase="finalize")
         self._wait_cluster({ClusterState.READY_TO_RUN_UPGRADE_TASKS}, 60, "finalize")
-        try:
-            self.api.approve_upgrade()
-        except InvalidTransition as exc:
-            raise StepFailed(
-                node="cluster",
-                step="finalize",
-                command="POST /rest/zdu/approve",
-                exit_status=409,
-                output_tail="",
-                hint="the cluster is not READY_TO_RUN_UPGRADE_TASKS; `confluo status` shows which node differs",
-            ) from exc
+        _transition(
+            self.api.approve_upgrade,
+            "finalize",
+            "POST /rest/zdu/approve",
+            "the cluster is not READY_TO_RUN_UPGRADE_TASKS; `confluo status` shows which node differs",
+        )
         self._wait_cluster({ClusterState.STABLE}, timeout, "finalize")
         self.events.emit("phase_done", "upgrade finalized; upgrade mode is off", phase="finalize")
 
@@ -155,12 +146,28 @@ class Executor:
     # -- mechanics -------------------------------------------------------------------------------------------
 
     def _do(self, step: Step, *, phase: str) -> bool:
-        """Runs one step unless the node shows it is done already. True when it did work."""
-        upgrade = step.u
-        name = upgrade.node.name
-        remote = self.remotes[name]
+        """Runs one step unless the node shows it is done already. True when it did work.
+
+        A lost SSH connection is not the step's failure: confluo reconnects and asks the node again, which is
+        safe because every step first checks whether it is already done.
+        """
+        name = step.u.node.name
+        for pause in (*RECONNECT_PAUSES, None):
+            try:
+                return self._attempt(step, phase)
+            except (ConnectionLost, ConnectionFailed) as exc:
+                if pause is None:
+                    raise _step_failed(step, exc) from exc
+                self.events.emit(
+                    "waiting", f"SSH lost ({exc.message}); reconnecting in {pause:.0f} s", node=name, phase=phase
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, step: Step, phase: str) -> bool:
+        name = step.u.node.name
         ctx = StepContext(
-            remote=remote,
+            remote=self.remotes[name],
             api=self.api,
             on_wait=lambda observed: self.events.emit("waiting", observed, node=name, phase=phase),
         )
@@ -172,42 +179,15 @@ class Executor:
             self.events.emit("phase_started", f"{name}: {step.name}", node=name, phase=phase, deadline=deadline)
             began = time.monotonic()
             step.apply(ctx)
-        except CommandFailed as exc:
-            raise StepFailed(
-                node=name,
-                step=step.name,
-                command=exc.result.command,
-                exit_status=exc.result.exit_status,
-                output_tail=exc.result.tail(),
-                hint=_halt_hint(step),
-            ) from exc
-        except TransportError as exc:
-            raise StepFailed(
-                node=name,
-                step=step.name,
-                command=None,
-                exit_status=None,
-                output_tail=exc.message,
-                hint=_halt_hint(step),
-            ) from exc
+        except (ConnectionLost, ConnectionFailed):
+            raise
         except ConfluoError as exc:
-            raise StepFailed(
-                node=name,
-                step=step.name,
-                command=None,
-                exit_status=None,
-                output_tail=exc.message,
-                hint=exc.hint or _halt_hint(step),
-            ) from exc
+            raise _step_failed(step, exc) from exc
         seconds = time.monotonic() - began
         if step.name == "transfer archive":
-            self.report.bytes_sent += upgrade.archive_bytes
+            self.report.bytes_sent += step.u.archive_bytes
         self.events.emit(
-            "phase_done",
-            f"{name}: {step.name} ({seconds:.1f} s)",
-            node=name,
-            phase=phase,
-            seconds=round(seconds, 3),
+            "phase_done", f"{name}: {step.name} ({seconds:.1f} s)", node=name, phase=phase, seconds=round(seconds, 3)
         )
         return True
 
@@ -238,6 +218,28 @@ class Executor:
                 )
             self.events.emit("waiting", f"cluster {state.value}", phase=phase)
             time.sleep(POLL_SECONDS)
+
+
+def _step_failed(step: Step, exc: ConfluoError) -> StepFailed:
+    """What the user reads: the node, the step, the command and its output where there was one, what to do."""
+    if isinstance(exc, CommandFailed):
+        command, status, tail = exc.result.command, exc.result.exit_status, exc.result.tail()
+    else:
+        command, status, tail = None, None, exc.message
+    hint = _halt_hint(step) if isinstance(exc, TransportError) else exc.hint or _halt_hint(step)
+    return StepFailed(
+        node=step.u.node.name, step=step.name, command=command, exit_status=status, output_tail=tail, hint=hint
+    )
+
+
+def _transition(call: Callable[[], object], step: str, request: str, hint: str) -> None:
+    """A ZDU state change; 409 means the cluster is not in the state the call needs."""
+    try:
+        call()
+    except InvalidTransition as exc:
+        raise StepFailed(
+            node="cluster", step=step, command=request, exit_status=409, output_tail="", hint=hint
+        ) from exc
 
 
 def _deadline_for(step: Step) -> float | None:

@@ -127,6 +127,11 @@ def _test(ctx: StepContext, script: str, *args: str) -> bool:
     return ctx.remote.shell(line, timeout=60, check=False).ok
 
 
+def _process_alive(ctx: StepContext, pid_file: str) -> bool:
+    """/proc, not kill -0: the process may belong to another user than the login user."""
+    return _test(ctx, 'pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && [ -d "/proc/$pid" ]', pid_file)
+
+
 # -- pre-staging: every node in parallel, while all nodes still serve -------------------------------------
 
 
@@ -263,21 +268,18 @@ class StopNode(Step):
             ),
         )
 
-    def _process_alive(self, ctx: StepContext) -> bool:
-        return _test(ctx, 'pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && [ -d "/proc/$pid" ]', self.u.old(PID_FILE))
-
     def _offline_in_cluster(self, ctx: StepContext) -> bool:
         info = ctx.api.cluster().node_named(self.u.node.name)
         return info is None or info.state is NodeState.OFFLINE
 
     def is_done(self, ctx: StepContext) -> bool:
-        return not self._process_alive(ctx) and self._offline_in_cluster(ctx)
+        return not _process_alive(ctx, self.u.old(PID_FILE)) and self._offline_in_cluster(ctx)
 
     def apply(self, ctx: StepContext) -> None:
         ctx.remote.run(self._command(), timeout=self.u.node.timeouts.stop_seconds)
         deadline = time.monotonic() + self.u.node.timeouts.stop_seconds
         while True:
-            alive = self._process_alive(ctx)
+            alive = _process_alive(ctx, self.u.old(PID_FILE))
             offline = not alive and self._offline_in_cluster(ctx)
             if offline:
                 return
@@ -465,7 +467,9 @@ class StartNode(Step):
         return status is StatusState.RUNNING and state is NodeState.ACTIVE and version == self.u.target_version
 
     def apply(self, ctx: StepContext) -> None:
-        ctx.remote.run(self._command(), timeout=120)
+        # Started already (a re-run, or the connection dropped after the start): wait for it, do not start twice.
+        if not _process_alive(ctx, self.u.new(PID_FILE)):
+            ctx.remote.run(self._command(), timeout=120)
         deadline = time.monotonic() + self.u.node.timeouts.start_seconds
         errors_seen = 0
         while True:

@@ -328,3 +328,26 @@ def test_shared_home_transfer_sends_the_archive_once(lab: LabHandle, tmp_path: P
     assert summary["bytes_sent"] == archive.stat().st_size
     assert (shared / "confluo" / archive.name).read_bytes() == archive.read_bytes()
     assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3
+
+
+def test_a_lost_ssh_connection_mid_upgrade_is_survived(lab: LabHandle) -> None:
+    """While node2 stops, its SSH sessions are killed and its sshd is down for 2 s: confluo reconnects."""
+    lab.set("node1", tasks=1)
+    lab.set("node3", tasks=2)
+    user = lab.record.node("node2").user
+    process = subprocess.Popen(
+        [sys.executable, "-m", "confluo", "upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    events = []
+    for line in process.stdout:
+        events.append(json.loads(line))
+        if events[-1].get("event") == "phase_started" and events[-1].get("message") == "node2: stop":
+            lab.fault("node2", "ssh-down")
+            subprocess.run(["pkill", "-KILL", "-u", str(user), "-x", "sshd"], check=False)
+            time.sleep(2)
+            lab.fault("node2", "clear")
+    assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
+    assert any("reconnecting" in event.get("message", "") for event in events)
+    assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3

@@ -7,6 +7,7 @@ Commands are argv sequences; every element is quoted before it reaches a remote 
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -63,6 +64,23 @@ class CommandFailed(TransportError):
             + (f"\n{result.tail()}" if result.tail() else "")
         )
         self.result = result
+
+
+def finished(
+    node: str, command: str, status: int, stdout: bytes, stderr: bytes, started: float, *, check: bool
+) -> CommandResult:
+    """The result of a command that ran to its end; CommandFailed when `check` and it exited non-zero."""
+    result = CommandResult(
+        node,
+        command,
+        status,
+        stdout.decode(errors="replace"),
+        stderr.decode(errors="replace"),
+        time.monotonic() - started,
+    )
+    if check and not result.ok:
+        raise CommandFailed(result)
+    return result
 
 
 def quote_argv(argv: Sequence[str]) -> str:

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import time
 
-from confluo.transport import CommandFailed, CommandResult, CommandTimedOut
+from confluo.transport import CommandResult, CommandTimedOut, finished
 
 
 class LocalTransport:
@@ -34,17 +34,9 @@ class LocalTransport:
             )
         except subprocess.TimeoutExpired as exc:
             raise CommandTimedOut(f"{self.node}: `{command}` ran past {timeout:.0f} s") from exc
-        result = CommandResult(
-            self.node,
-            command,
-            completed.returncode,
-            completed.stdout.decode(errors="replace"),
-            completed.stderr.decode(errors="replace"),
-            time.monotonic() - started,
+        return finished(
+            self.node, command, completed.returncode, completed.stdout, completed.stderr, started, check=check
         )
-        if check and not result.ok:
-            raise CommandFailed(result)
-        return result
 
     def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
         shutil.copyfile(local_path, remote_path)

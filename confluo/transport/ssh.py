@@ -18,6 +18,7 @@ from confluo.transport import (
     CommandTimedOut,
     ConnectionFailed,
     ConnectionLost,
+    finished,
 )
 
 CHUNK = 256 * 1024
@@ -144,17 +145,7 @@ class SshTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise ConnectionLost(f"{self.node}: the SSH connection broke during `{command}`: {exc}") from exc
-        result = CommandResult(
-            self.node,
-            command,
-            status,
-            stdout.decode(errors="replace"),
-            stderr.decode(errors="replace"),
-            time.monotonic() - started,
-        )
-        if check and not result.ok:
-            raise CommandFailed(result)
-        return result
+        return finished(self.node, command, status, stdout, stderr, started, check=check)
 
     def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
         """Streams the file through `cat` on one channel: no SFTP round trips per block."""
@@ -200,4 +191,7 @@ def _collect(channel: paramiko.Channel, deadline: float, node: str, command: str
             channel.close()
             raise CommandTimedOut(f"{node}: `{command}` ran past its deadline")
         select.select([channel], [], [], 0.05)
-    return bytes(stdout), bytes(stderr), channel.recv_exit_status()
+    status = channel.recv_exit_status()
+    if status == -1:  # paramiko's word for "the channel closed without an exit status": the connection broke
+        raise EOFError("the connection closed before the command finished")
+    return bytes(stdout), bytes(stderr), status
