@@ -983,7 +983,10 @@ class NodeProgram:
                         self._heartbeat(self.db_file)
                         next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
                     self._tick(self.db_file)
-            self._stop.wait(TICK_SECONDS)
+            if stop_at is None:
+                self._stop.wait(TICK_SECONDS)  # wakes at once on SIGTERM
+            else:
+                time.sleep(max(0.0, min(TICK_SECONDS, stop_at - time.monotonic())))
         self._finish(server)
         return 0
 
@@ -997,9 +1000,10 @@ class NodeProgram:
         if self.state == STARTING and not self._hang_start and time.monotonic() >= self._ready_at:
             self._become_active(db_file)
         with _transaction(db_file, write=False) as conn:
-            row = conn.execute("SELECT state FROM nodes WHERE id = ?", (self.node_id,)).fetchone()
+            row = conn.execute("SELECT state, pid FROM nodes WHERE id = ?", (self.node_id,)).fetchone()
             cluster_version = _settings(conn).get("version")
-        previous, self.state = self.state, str(row["state"]) if row else self.state
+        mine = row is not None and row["pid"] == os.getpid()  # never adopt a row another process owns
+        previous, self.state = self.state, str(row["state"]) if mine else self.state
         if previous == RUNNING_FINALIZE and self.state == TASKS_FAILED:
             self.log.write("ERROR", "confluence.upgrade", "Finalization upgrade tasks failed")
         finalized = cluster_version == self.version

@@ -6,12 +6,18 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from confluo.lab.confluence_node import cluster_view, pid_alive, set_fault, set_node_load, set_timings
 
 from .conftest import PASSWORD, STOP_SECONDS, Cluster, Node, http, wait_for
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _stop_duration(cluster: Cluster, node: Node) -> float:
@@ -89,9 +95,13 @@ def test_fault_hang_stop_stays_stopping(running: tuple[Cluster, Node, Node]) -> 
     set_fault(cluster.db, "node1", "hang-stop")
     assert cluster.send_stop(node).returncode == 0
     cluster.wait_status(node, "STOPPING")
-    time.sleep(STOP_SECONDS * 4)
+    pid = cluster.pid(node)
+    cpu_before, wall_before = _cpu_seconds(pid), time.monotonic()
+    time.sleep(max(STOP_SECONDS * 4, 1.0))
     assert cluster.status(node) == (503, '{"state":"STOPPING"}')
-    assert pid_alive(cluster.pid(node)) and cluster.view_node(node)["state"] == "TERMINATING"
+    assert pid_alive(pid) and cluster.view_node(node)["state"] == "TERMINATING"
+    # Hanging is waiting, not spinning: a hung node must not eat a core of the lab machine.
+    assert _cpu_seconds(pid) - cpu_before < 0.3 * (time.monotonic() - wall_before)
 
 
 def test_fault_fail_start_gives_error_until_cleared(cluster: Cluster) -> None:
