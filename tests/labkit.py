@@ -151,8 +151,9 @@ def start_lab(**options: Any) -> Iterator[LabHandle]:
     """Start a lab (options as `lab_options`) and take it down when the block ends, however it ends."""
     lab_dir = new_lab_dir()
     handle = LabHandle(lab_dir, lab_dir / "inventory.yaml")
+    # A lab that failed to come up keeps its folder: its logs say why (`up` has stopped its processes).
+    cluster.up(lab_dir, lab_options(**options))
     try:
-        cluster.up(lab_dir, lab_options(**options))
         yield handle
     finally:
         try:

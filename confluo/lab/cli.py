@@ -37,6 +37,8 @@ def lab_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except LabError as error:
             raise click.ClickException(str(error)) from error
+        except OSError as error:  # e.g. no space left, permission denied on --dir
+            raise click.ClickException(f"{type(error).__name__}: {error}") from error
 
     return wrapper
 

@@ -19,13 +19,14 @@ import re
 import secrets
 import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,8 +395,11 @@ def up(lab_dir: Path, options: LabOptions, progress: Callable[[str], None] = lam
     save(lab)  # from here on `down` can clean up, even if this process dies
     try:
         _build(lab, progress)
-    except BaseException:
-        teardown(lab)
+    except BaseException as failure:
+        try:
+            teardown(lab)
+        except LabError as cleanup:
+            failure.add_note(f"and cleaning up after it failed too: {cleanup}")
         raise
     lab = dataclasses.replace(lab, state="up")
     save(lab)
@@ -432,12 +436,13 @@ def _build(lab: Lab, progress: Callable[[str], None]) -> None:
         progress("starting one sshd per node")
         _parallel(lambda node: hosts.start_sshd(node.sshd), lab.nodes)
         hosts.write_known_hosts(lab.known_hosts, [n.sshd for n in lab.nodes])
-    progress("starting the nodes")
-    _parallel(lambda node: start_node(lab, node), lab.nodes)
-    progress(f"building the next bug-fix release, {lab.next_version}")
-    tarball.build_archive(lab.next_version, lab.dir)
-    lab.next_archive.chmod(0o644)
-    wait_until_active(lab, timeout=lab.timings.start_seconds + 20)
+    with _database_held_open(lab):
+        progress("starting the nodes")
+        _parallel(lambda node: start_node(lab, node), lab.nodes)
+        progress(f"building the next bug-fix release, {lab.next_version}")
+        tarball.build_archive(lab.next_version, lab.dir)
+        lab.next_archive.chmod(0o644)
+        wait_until_active(lab, timeout=lab.timings.start_seconds + 20)
     if (lb := lab.balancer) is not None:
         progress(f"starting {lb.kind} on {lb.url}")
         lb.directory.mkdir(mode=0o750)
@@ -485,6 +490,28 @@ def _create_database(lab: Lab) -> None:
             folder.chmod(0o2770)
         for db_file in lab.db_file.parent.iterdir():
             db_file.chmod(0o660)
+
+
+@contextlib.contextmanager
+def _database_held_open(lab: Lab) -> Iterator[None]:
+    """Hold the database's -wal/-shm files in place, group-writable, while every node opens it at once.
+
+    SQLite creates them with the creator's umask (0640 for 022) and widens the mode a moment later; a node
+    of another user that opens them in that moment is left with a read-only database. An open connection
+    keeps the files from being removed, so they are created once, here, and fixed before any node starts.
+    """
+    connection = sqlite3.connect(lab.db_file)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        if lab.group is not None:
+            for suffix in ("-wal", "-shm"):
+                companion = lab.db_file.with_name(lab.db_file.name + suffix)
+                if companion.exists():
+                    shutil.chown(companion, group=lab.group)
+                    companion.chmod(0o660)
+        yield
+    finally:
+        connection.close()
 
 
 def _provision_node(lab: Lab, node: Node, archive: Path) -> None:
@@ -611,12 +638,23 @@ def wait_until_active(lab: Lab, timeout: float) -> None:
 
 def _not_active_message(lab: Lab, states: dict[str, str], view: dict[str, dict[str, Any]]) -> str:
     lines = [f"the nodes did not all become ACTIVE: {states}"]
+    strangers = sorted(set(view) - _names(lab))
+    if strangers:
+        lines.append(f"  the cluster also lists: {', '.join(strangers)}")
     for node in lab.nodes:
         if states[node.name] != "ACTIVE":
-            problem = view.get(node.name, {}).get("problem")
+            problem = view.get(node.name, {}).get("problem") or "no problem reported"
             log = node.current / "logs" / "catalina.out"
-            lines.append(f"  {node.name}: {problem or 'no problem reported'}; log: {log}")
+            lines.append(f"  {node.name}: {problem}; its log {log} ends with:")
+            lines.extend(f"    | {line}" for line in _tail(log, 8))
     return "\n".join(lines)
+
+
+def _tail(path: Path, count: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-count:]
+    except OSError as error:
+        return [f"(cannot read it: {error.strerror})"]
 
 
 def _nodes_by_name(lab: Lab) -> dict[str, dict[str, Any]]:
