@@ -610,17 +610,22 @@ def _read_cluster(conn: sqlite3.Connection, now: float) -> ClusterRecord:
     )
 
 
-def _settle_finalization(db_file: Path) -> None:
+def _finalization_due(conn: sqlite3.Connection, now: float) -> bool:
+    until = conn.execute("SELECT finalize_until FROM zdu WHERE id = 1").fetchone()["finalize_until"]
+    return until is not None and now >= float(until)
+
+
+def _settle_finalization(db_file: Path, *, known_due: bool = False) -> None:
     """Finish the finalization tasks once their time is up (any node or reader may do it; idempotent)."""
     now = time.time()
-    with _transaction(db_file, write=False) as conn:
-        until = conn.execute("SELECT finalize_until FROM zdu WHERE id = 1").fetchone()["finalize_until"]
-    if until is None or now < float(until):
-        return
+    if not known_due:
+        with _transaction(db_file, write=False) as conn:
+            if not _finalization_due(conn, now):
+                return
     with _transaction(db_file, write=True) as conn:
-        zdu = conn.execute("SELECT * FROM zdu WHERE id = 1").fetchone()
-        if zdu["finalize_until"] is None or now < float(zdu["finalize_until"]):
+        if not _finalization_due(conn, now):
             return  # another process settled it meanwhile
+        zdu = conn.execute("SELECT * FROM zdu WHERE id = 1").fetchone()
         faults = conn.execute("SELECT node FROM faults WHERE kind = 'finalize-fail'")
         failing = {str(row["node"]) for row in faults}
         failed = False
@@ -996,12 +1001,15 @@ class NodeProgram:
                                                                                    self.node_id))
 
     def _tick(self, db_file: Path) -> None:
-        _settle_finalization(db_file)
         if self.state == STARTING and not self._hang_start and time.monotonic() >= self._ready_at:
             self._become_active(db_file)
-        with _transaction(db_file, write=False) as conn:
+        with _transaction(db_file, write=False) as conn:  # one read per tick keeps idle nodes cheap
+            due = _finalization_due(conn, time.time())
             row = conn.execute("SELECT state, pid FROM nodes WHERE id = ?", (self.node_id,)).fetchone()
             cluster_version = _settings(conn).get("version")
+        if due:
+            _settle_finalization(db_file, known_due=True)
+            return  # the rows have just changed: look again at the next tick
         mine = row is not None and row["pid"] == os.getpid()  # never adopt a row another process owns
         previous, self.state = self.state, str(row["state"]) if mine else self.state
         if previous == RUNNING_FINALIZE and self.state == TASKS_FAILED:
