@@ -251,15 +251,17 @@ class Cluster:
 
     def wait_status(self, node: Node, state: str, timeout: float = 10.0) -> tuple[int, str]:
         expected = json.dumps({"state": state}, separators=(",", ":"))
-        return wait_for(lambda: (s := self.status(node)) and s[1] == expected and s, timeout,
-                        f"{node.name} /status {state}")
+        seen: tuple[int, str] = wait_for(lambda: (s := self.status(node)) and s[1] == expected and s, timeout,
+                                         f"{node.name} /status {state}")
+        return seen
 
     def view_node(self, node: Node, name: str | None = None) -> dict[str, Any]:
         """The node's row in `cluster_view` (by address and name: a "Not configured" row is another row)."""
         rows = [n for n in cluster_view(self.db)["nodes"]
                 if n["address"] == node.address and n["name"] == (name or node.name)]
         assert len(rows) == 1, rows
-        return rows[0]
+        row: dict[str, Any] = rows[0]
+        return row
 
     def api(self, node: Node, method: str, route: str, **kwargs: Any) -> Response:
         return http(method, f"{node.url}/rest/zdu/{route}", **kwargs)
@@ -267,7 +269,8 @@ class Cluster:
     def cluster(self, node: Node) -> dict[str, Any]:
         reply = self.api(node, "GET", "cluster")
         assert reply.status == 200, reply
-        return reply.json()
+        body: dict[str, Any] = reply.json()
+        return body
 
     def upgrade(self, node: Node, version: str) -> None:
         """The by-hand rolling step: stop, install the new release customized, start, wait until RUNNING."""

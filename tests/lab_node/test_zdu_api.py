@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -13,8 +14,8 @@ from .conftest import ADMIN, NEXT, PASSWORD, TOKEN, VERSION, Cluster, Node, wait
 ACTIONS = ("start", "cancel", "approve", "retryUpgrade")
 
 
-def _links(cluster_json: dict[str, object]) -> set[str]:
-    return {link["rel"] for link in cluster_json["links"]}  # type: ignore[attr-defined]
+def _links(cluster_json: dict[str, Any]) -> set[str]:
+    return {link["rel"] for link in cluster_json["links"]}
 
 
 def _refused(cluster: Cluster, node: Node, *actions: str) -> None:
@@ -145,9 +146,8 @@ def test_rolling_upgrade_by_hand(running: tuple[Cluster, Node, Node]) -> None:
     view = cluster_view(cluster.db)
     assert (view["version"], view["upgrade_mode"], view["original_version"]) == (NEXT, False, None)
     assert {n["state"] for n in view["nodes"]} == {"ACTIVE"}
-    for node in (first, second):
-        wait_for(lambda n=node: f'"finalizedBuildNumber">{build_number_for(NEXT)}<' in n.cfg_xml(), 5,
-                 f"{node.name}'s finalizedBuildNumber")
+    finalized = f'"finalizedBuildNumber">{build_number_for(NEXT)}<'
+    wait_for(lambda: all(finalized in n.cfg_xml() for n in (first, second)), 5, "finalizedBuildNumber in the homes")
 
 
 def test_failed_finalization_can_be_retried(cluster: Cluster) -> None:
