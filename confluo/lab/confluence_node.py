@@ -825,9 +825,12 @@ class NodeLog:
         self._lock = threading.Lock()
 
     def add_home(self, home: Path) -> None:
+        log = home / "logs" / "atlassian-confluence.log"
+        if log in self._files:
+            return
         with contextlib.suppress(OSError):
-            (home / "logs").mkdir(parents=True, exist_ok=True)
-        self._files.append(home / "logs" / "atlassian-confluence.log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+        self._files.append(log)
 
     def write(self, level: str, logger: str, message: str) -> None:
         now = time.time()
@@ -1158,6 +1161,12 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path
         body = self._read_body()
+        try:
+            self._route(method, path, body)
+        except sqlite3.Error as exc:  # a locked or momentarily unwritable database: the client may retry
+            self._json(503, {"statusCode": 503, "message": f"database unavailable: {exc}"})
+
+    def _route(self, method: str, path: str, body: bytes) -> None:
         if path == "/status":
             code, state = self.node.status()
             self._send(code, _compact({"state": state}), session=False)
@@ -1319,12 +1328,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         node.log.write("ERROR", "catalina.Connector",
                        f"Failed to bind {node.listen_address}:{node.install.port}: {exc}")
         return 1
-    try:
-        node.prepare()
-    except (ConfigError, OSError, sqlite3.Error) as exc:
-        node.state = ERROR
-        node.log.write("ERROR", "confluence.lifecycle", f"Confluence will not start up: {exc}")
+    _prepare(node)
     return node.run(server)
+
+
+def _prepare(node: NodeProgram, attempts: int = 5) -> None:
+    """Run the start-up checks; retry a database error (another node's process may be creating the
+    database's -wal/-shm files that very moment), as registering twice is harmless."""
+    for attempt in range(1, attempts + 1):
+        try:
+            node.prepare()
+            return
+        except sqlite3.Error as exc:
+            if attempt == attempts:
+                node.state = ERROR
+                node.log.write("ERROR", "confluence.lifecycle", f"Confluence will not start up: {exc}")
+            time.sleep(0.2 * attempt)
+        except (ConfigError, OSError) as exc:
+            node.state = ERROR
+            node.log.write("ERROR", "confluence.lifecycle", f"Confluence will not start up: {exc}")
+            return
 
 
 if __name__ == "__main__":
