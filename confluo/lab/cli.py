@@ -178,6 +178,7 @@ def fault(node: str, kind: str, lab_dir: Path) -> None:
           crash        SIGKILL the node process now
           ssh-down     stop the node's sshd
           api-500      its ZDU API answers 500
+          finalize-fail  its finalization upgrade tasks fail after approve
           clear        remove the fault (and start sshd again if it was down)
     """
     click.echo(cluster.fault(lab_dir, node, kind))
