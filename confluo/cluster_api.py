@@ -214,7 +214,8 @@ class ClusterApi:
         return body
 
 
-RETRYABLE_STATUS = frozenset({502, 503, 504})
+# A node behind the load balancer that is failing or going down answers these until the LB notices.
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 GET_ATTEMPTS = 4
 RETRY_PAUSE_SECONDS = 0.3
 

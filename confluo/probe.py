@@ -153,5 +153,7 @@ def probe_node(remote: Remote, paths: NodePaths, customizations: Sequence[str]) 
     except TransportError as exc:
         return NodeFacts(node=remote.node.name, error=exc.message)
     if "@@end" not in result.stdout:
-        return NodeFacts(node=remote.node.name, error=f"probe failed (exit {result.exit_status}): {result.tail()}")
+        # Only stderr: stdout carries file contents, which may hold secrets.
+        detail = "\n".join(result.stderr.strip().splitlines()[-5:]) or "its output ended early"
+        return NodeFacts(node=remote.node.name, error=f"probe failed (exit {result.exit_status}): {detail}")
     return parse_probe(remote.node.name, result.stdout)

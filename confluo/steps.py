@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluo import configfiles
-from confluo.cluster_api import ClusterApi, NodeState, StatusState, node_status
+from confluo.cluster_api import ApiError, ClusterApi, NodeState, StatusState, node_status
 from confluo.errors import ConfluoError, ExitCode
 from confluo.inventory import Node
 from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, RUNTIME_DIRS, WEBINF_LIB, NodePaths
@@ -269,7 +269,10 @@ class StopNode(Step):
         )
 
     def _offline_in_cluster(self, ctx: StepContext) -> bool:
-        info = ctx.api.cluster().node_named(self.u.node.name)
+        try:
+            info = ctx.api.cluster().node_named(self.u.node.name)
+        except ApiError:
+            return False  # not known yet: keep waiting, within the deadline
         return info is None or info.state is NodeState.OFFLINE
 
     def is_done(self, ctx: StepContext) -> bool:
@@ -459,7 +462,10 @@ class StartNode(Step):
 
     def _observe(self, ctx: StepContext) -> tuple[StatusState, NodeState | None, str | None]:
         status = node_status(self.u.node.url)
-        info = ctx.api.cluster().node_named(self.u.node.name)
+        try:
+            info = ctx.api.cluster().node_named(self.u.node.name)
+        except ApiError:
+            return status, None, None  # a passing API error is no verdict on this node; the deadline is
         return status, (info.state if info else None), (info.version if info else None)
 
     def is_done(self, ctx: StepContext) -> bool:

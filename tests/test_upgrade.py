@@ -234,7 +234,7 @@ def test_refuses_too_little_disk_and_a_checksum_mismatch_together(shared_lab: La
 
     message = refused(shared_lab, variant(shared_lab, tmp_path, change))
     for name in ("node1", "node2", "node3"):
-        assert f"{name}: only" in message and "MB needed (min_free_disk_mb)" in message
+        assert f"{name}: only" in message and "MB needed (min_free_disk_mb)" in message, message
     assert "sha256 is" in message and "the inventory says " + "0" * 64 in message
 
 

@@ -183,7 +183,9 @@ def _collect(channel: paramiko.Channel, deadline: float, node: str, command: str
             stdout += channel.recv(CHUNK)
         while channel.recv_stderr_ready():
             stderr += channel.recv_stderr(CHUNK)
-        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+        # OpenSSH may send the exit status before the last output: done only once the output has ended too.
+        drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+        if drained and channel.exit_status_ready() and (channel.eof_received or channel.closed):
             break
         if channel.closed and not channel.exit_status_ready():
             raise EOFError("channel closed before the command finished")
