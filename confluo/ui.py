@@ -155,6 +155,8 @@ class LiveView:
             elif event.kind == "phase_started":
                 row.phase, row.started, row.observed = event.phase or "", time.monotonic(), ""
                 row.deadline = event.data.get("deadline")
+            elif event.kind in ("phase_done", "phase_skipped"):
+                row.phase, row.deadline, row.observed = f"{event.phase}: done", None, ""
             elif event.kind == "waiting":
                 row.observed = event.message
             elif event.kind == "node_done":
