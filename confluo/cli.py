@@ -183,7 +183,8 @@ def _session(
         _fail(
             ExitCode.INTERRUPTED,
             "interrupted",
-            "every step checks the node first: run the same command again",
+            "no step was left half-done on disk (a new installation appears only once complete), but upgrade mode "
+            "may be on and a node stopped: `confluo status` shows where the cluster stands",
         )
     except click.exceptions.Exit:
         raise

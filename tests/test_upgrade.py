@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -351,3 +352,20 @@ def test_a_lost_ssh_connection_mid_upgrade_is_survived(lab: LabHandle) -> None:
     assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
     assert any("reconnecting" in event.get("message", "") for event in events)
     assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3
+
+
+def test_an_interrupted_run_exits_130_and_loses_nothing(lab: LabHandle) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "confluo", "upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    for line in process.stdout:
+        if json.loads(line).get("event") == "node_done":
+            process.send_signal(signal.SIGINT)
+            break
+    assert process.wait(60) == 130
+    assert "interrupted" in process.stderr.read()
+    for node in lab.status()["nodes"]:
+        assert Path(node["home"], "confluence.cfg.xml").is_file()
+        assert (Path(node["install_dir"]).parent / "9.2.13" / "bin/start-confluence.sh").is_file()
