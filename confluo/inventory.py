@@ -8,6 +8,7 @@ the offending value was written.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import shlex
@@ -118,10 +119,9 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
-class Node:
-    name: str
-    host: str
-    url: str
+class NodeSettings:
+    """The settings a node inherits from `defaults` and may override."""
+
     transport: TransportKind
     ssh: SshSettings
     sudo: bool
@@ -131,6 +131,13 @@ class Node:
     service: ServiceSettings
     timeouts: Timeouts
     min_free_disk_mb: int
+
+
+@dataclass(frozen=True)
+class Node(NodeSettings):
+    name: str
+    host: str
+    url: str
 
 
 @dataclass(frozen=True)
@@ -708,21 +715,6 @@ def _load_balancer(root: _Reader) -> LoadBalancerSettings | None:
 # --- nodes: their own keys over `defaults` ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _NodeSettings:
-    """The settings a node inherits from `defaults` and may override."""
-
-    transport: TransportKind
-    ssh: SshSettings
-    sudo: bool
-    run_as: str | None
-    install: InstallSettings
-    home: PurePosixPath
-    service: ServiceSettings
-    timeouts: Timeouts
-    min_free_disk_mb: int
-
-
 def _nodes(root: _Reader, base_dir: Path) -> tuple[Node, ...]:
     defaults = root.section("defaults")
     defaults.reject_unknown(_SETTING_KEYS)
@@ -765,23 +757,11 @@ def _node(entry: Mapping[object, object], index: int, defaults: _Reader, base_di
         missing_suffix=" (set it on the node or under defaults)",
     )
     settings = _node_settings(inherited, base_dir)
-    return Node(
-        name=own.required_text("name"),
-        host=_host(own, settings),
-        url=own.url("url"),
-        transport=settings.transport,
-        ssh=settings.ssh,
-        sudo=settings.sudo,
-        run_as=settings.run_as,
-        install=settings.install,
-        home=settings.home,
-        service=settings.service,
-        timeouts=settings.timeouts,
-        min_free_disk_mb=settings.min_free_disk_mb,
-    )
+    inherited_values = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
+    return Node(name=own.required_text("name"), host=_host(own, settings), url=own.url("url"), **inherited_values)
 
 
-def _host(node: _Reader, settings: _NodeSettings) -> str:
+def _host(node: _Reader, settings: NodeSettings) -> str:
     """Where SSH connects; an ssh alias can stand for it, and a local node needs none."""
     host = node.text("host", pattern=_HOST, expected="a host name or address")
     if host is not None:
@@ -795,9 +775,9 @@ def _host(node: _Reader, settings: _NodeSettings) -> str:
     return ""
 
 
-def _node_settings(node: _Reader, base_dir: Path) -> _NodeSettings:
+def _node_settings(node: _Reader, base_dir: Path) -> NodeSettings:
     home = node.required_remote_path("home", "the node's local home directory")
-    settings = _NodeSettings(
+    settings = NodeSettings(
         transport=node.choice("transport", TRANSPORTS, default="ssh") or "ssh",
         ssh=_ssh(node.section("ssh"), base_dir),
         sudo=node.boolean("sudo", True),
