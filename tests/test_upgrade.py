@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -369,3 +370,19 @@ def test_an_interrupted_run_exits_130_and_loses_nothing(lab: LabHandle) -> None:
     for node in lab.status()["nodes"]:
         assert Path(node["home"], "confluence.cfg.xml").is_file()
         assert (Path(node["install_dir"]).parent / "9.2.13" / "bin/start-confluence.sh").is_file()
+
+
+def test_old_installations_beyond_keep_releases_are_pruned_but_never_the_previous_one(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    bases = [Path(node["install_dir"]).parent for node in lab.status()["nodes"]]
+    for base in bases:
+        for older in ("9.2.11", "9.2.12"):
+            shutil.copytree(base / "9.2.13", base / older, symlinks=True)
+    inventory = variant(lab, tmp_path, lambda doc: doc.update(keep_releases=2))
+    plan = confluo("plan", "-i", str(inventory), "--to", NEXT)
+    assert "prune old installations" in plan.stdout and "9.2.11" in plan.stdout
+    result = confluo("upgrade", "-i", str(inventory), "--to", NEXT, "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for base in bases:
+        assert sorted(p.name for p in base.iterdir()) == ["9.2.13", "9.2.14", "current"]
