@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,14 +44,16 @@ class EventBus:
     def __init__(self, masker: Masker) -> None:
         self._masker = masker
         self._sinks: list[Sink] = []
+        self._lock = threading.Lock()  # pre-staging emits from one thread per node
 
     def subscribe(self, sink: Sink) -> None:
         self._sinks.append(sink)
 
     def emit(self, kind: str, message: str, *, node: str | None = None, phase: str | None = None, **data: Any) -> None:
         event = Event(kind, self._masker.mask(message), node, phase, {k: self._mask(v) for k, v in data.items()})
-        for sink in self._sinks:
-            sink(event)
+        with self._lock:
+            for sink in self._sinks:
+                sink(event)
 
     def _mask(self, value: Any) -> Any:
         return self._masker.mask(value) if isinstance(value, str) else value

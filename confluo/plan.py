@@ -232,7 +232,7 @@ def _archive_reasons(inventory: Inventory, facts: Facts) -> list[str]:
 
 def _node_upgrade(inventory: Inventory, node: Node, found: NodeFacts, archive: Archive) -> NodeUpgrade:
     assert found.old_install is not None
-    customizations = tuple(rel for rel in inventory.customizations if rel in found.files)
+    customizations = tuple(rel for rel in inventory.customizations if rel in found.present)
     drivers = found.drivers if inventory.database in DRIVER_DATABASES else ()
     return NodeUpgrade(
         node=node,

@@ -45,7 +45,10 @@ echo "@@pid"; pid=$(cat "$old/__PID__" 2>/dev/null); [ -n "$pid" ] && [ -d "/pro
 echo "@@staged_bytes"; [ -f "$staged" ] && wc -c < "$staged"
 echo "@@sudo_denied"; for cmd in $privileged; do sudo -n -l "$cmd" >/dev/null 2>&1 || echo "$cmd"; done
 echo "@@file __INIT__"; base64 -w0 "$old/__INIT__" 2>/dev/null; echo
-for rel in "$@"; do [ -f "$old/$rel" ] && { echo "@@file $rel"; base64 -w0 "$old/$rel"; echo; }; done
+echo "@@present"; for rel in "$@"; do [ -f "$old/$rel" ] && printf '%s\n' "$rel"; done
+# Content only where the login user may read it (the diff); unreadable files are still carried over, as root.
+for rel in "$@"; do [ -f "$old/$rel" ] && [ -r "$old/$rel" ] && { echo "@@file $rel"; base64 -w0 "$old/$rel"; echo; }
+done
 echo "@@end"
 """
 SERVICE_FILE_KEY = "@service"  # where the service definition's text goes in NodeFacts.files
@@ -78,7 +81,8 @@ class NodeFacts:
     pid: int | None = None
     staged_bytes: int | None = None
     sudo_denied: tuple[str, ...] = ()
-    files: dict[str, str] = field(default_factory=dict)
+    present: tuple[str, ...] = ()  # customization files that exist in the installation in use
+    files: dict[str, str] = field(default_factory=dict)  # their text, where the login user can read it
 
     @property
     def reachable(self) -> bool:
@@ -132,6 +136,7 @@ def parse_probe(node: str, output: str) -> NodeFacts:
         pid=number("pid"),
         staged_bytes=number("staged_bytes"),
         sudo_denied=tuple(line for line in sections.get("sudo_denied", []) if line),
+        present=tuple(line for line in sections.get("present", []) if line),
         files=files,
     )
 

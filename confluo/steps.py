@@ -356,14 +356,13 @@ class CarryCustomizations(Step):
         return tuple(root(CP, "-p", "--", self.u.old(rel), self.u.new(rel)) for rel in self.u.customizations)
 
     def preview(self) -> Preview:
-        files = tuple(
-            FileChange(
-                self.u.new(rel),
-                configfiles.unified_diff(rel, self.u.stock_files.get(rel, ""), self.u.old_files.get(rel, "")),
-            )
-            for rel in self.u.customizations
-        )
+        files = tuple(FileChange(self.u.new(rel), self._diff(rel)) for rel in self.u.customizations)
         return Preview(commands=tuple(c.line(self.u.node) for c in self._commands()), files=files)
+
+    def _diff(self, rel: str) -> str:
+        if rel not in self.u.old_files:
+            return "(the login user cannot read it: copied as root, unseen)\n"
+        return configfiles.unified_diff(rel, self.u.stock_files.get(rel, ""), self.u.old_files[rel])
 
     def is_done(self, ctx: StepContext) -> bool:
         return all(_test(ctx, 'cmp -s -- "$1" "$2"', self.u.old(rel), self.u.new(rel)) for rel in self.u.customizations)
