@@ -148,6 +148,7 @@ class ClusterApi:
 
     def __init__(self, base_url: str, auth: ApiAuth, *, verify_tls: bool = True, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.verify_tls = verify_tls  # the nodes' own URLs are checked the same way
         self._client = httpx.Client(
             base_url=self.base_url,
             verify=verify_tls,

@@ -460,7 +460,7 @@ class StartNode(Step):
         )
 
     def _observe(self, ctx: StepContext) -> tuple[StatusState, NodeState | None, str | None]:
-        status = node_status(self.u.node.url)
+        status = node_status(self.u.node.url, verify_tls=ctx.api.verify_tls)
         try:
             info = ctx.api.cluster().node_named(self.u.node.name)
         except ApiError:
