@@ -236,6 +236,8 @@ def _summary(report: RunReport, as_json: bool, log_path: Path) -> None:
         "finalize_seconds": round(report.finalize_seconds, 2),
         "bytes_sent": report.bytes_sent,
         "out_of_service_seconds": {k: round(v, 2) for k, v in report.out_of_service.items()},
+        "stop_seconds": {k: round(v, 2) for k, v in report.stop_seconds.items()},
+        "start_seconds": {k: round(v, 2) for k, v in report.start_seconds.items()},
         "log_file": str(log_path),
     }
     if as_json:

@@ -13,7 +13,15 @@ from confluo.events import EventBus
 from confluo.parallel import in_parallel
 from confluo.plan import Plan, least_busy_order
 from confluo.remote import Remote
-from confluo.steps import PRESTAGE_STEPS, ROLLING_STEPS, NodeUpgrade, Step, StepContext, prune_command
+from confluo.steps import (
+    PRESTAGE_STEPS,
+    ROLLING_STEPS,
+    NodeUpgrade,
+    Step,
+    StepContext,
+    TransferArchive,
+    prune_command,
+)
 from confluo.transport import CommandFailed, ConnectionFailed, ConnectionLost, TransportError
 
 POLL_SECONDS = 0.1
@@ -92,7 +100,7 @@ class Executor:
             "POST /rest/zdu/start",
             "the cluster changed state since the preflight; `confluo status` shows it",
         )
-        self._wait_cluster({ClusterState.READY_TO_UPGRADE, ClusterState.MIXED}, 60, "upgrade mode")
+        self._wait_cluster({ClusterState.READY_TO_UPGRADE, ClusterState.MIXED}, self._api_wait(), "upgrade mode")
         self.events.emit("phase_done", "upgrade mode is on", phase="upgrade mode")
 
     def _roll(self) -> None:
@@ -127,7 +135,7 @@ class Executor:
             self.events.emit("phase_skipped", "already finalized", phase="finalize")
             return
         self.events.emit("phase_started", "finalizing: running the upgrade tasks", phase="finalize")
-        self._wait_cluster({ClusterState.READY_TO_RUN_UPGRADE_TASKS}, 60, "finalize")
+        self._wait_cluster({ClusterState.READY_TO_RUN_UPGRADE_TASKS}, self._api_wait(), "finalize")
         _transition(
             self.api.approve_upgrade,
             "finalize",
@@ -136,6 +144,10 @@ class Executor:
         )
         self._wait_cluster({ClusterState.STABLE}, timeout, "finalize")
         self.events.emit("phase_done", "upgrade finalized; upgrade mode is off", phase="finalize")
+
+    def _api_wait(self) -> float:
+        """How long the cluster may take to reflect a change every node has already made."""
+        return max(u.node.timeouts.start_seconds for u in self.plan.upgrades)
 
     def _prune(self) -> None:
         for node, paths in self.plan.prune.items():
@@ -184,8 +196,8 @@ class Executor:
         except ConfluoError as exc:
             raise _step_failed(step, exc) from exc
         seconds = time.monotonic() - began
-        if step.name == "transfer archive":
-            self.report.bytes_sent += step.u.archive_bytes
+        if isinstance(step, TransferArchive):
+            self.report.bytes_sent += step.bytes_sent
         self.events.emit(
             "phase_done", f"{name}: {step.name} ({seconds:.1f} s)", node=name, phase=phase, seconds=round(seconds, 3)
         )

@@ -137,6 +137,7 @@ def _process_alive(ctx: StepContext, pid_file: str) -> bool:
 
 class TransferArchive(Step):
     name = "transfer archive"
+    bytes_sent = 0
 
     def _partial(self) -> str:
         return self.u.paths.staged_archive + ".part"
@@ -174,7 +175,7 @@ class TransferArchive(Step):
     def apply(self, ctx: StepContext) -> None:
         mkdir, verify, move = self._commands()
         ctx.remote.run(mkdir)
-        ctx.remote.transport.upload(self.u.local_archive, self._partial(), timeout=3600)
+        self.bytes_sent = ctx.remote.transport.upload(self.u.local_archive, self._partial(), timeout=3600)
         try:
             ctx.remote.run(verify, timeout=600)
         except CommandFailed as exc:
@@ -279,8 +280,9 @@ class StopNode(Step):
         return not _process_alive(ctx, self.u.old(PID_FILE)) and self._offline_in_cluster(ctx)
 
     def apply(self, ctx: StepContext) -> None:
-        ctx.remote.run(self._command(), timeout=self.u.node.timeouts.stop_seconds)
+        # One deadline for the stop command and the wait after it.
         deadline = time.monotonic() + self.u.node.timeouts.stop_seconds
+        ctx.remote.run(self._command(), timeout=self.u.node.timeouts.stop_seconds)
         while True:
             alive = _process_alive(ctx, self.u.old(PID_FILE))
             offline = not alive and self._offline_in_cluster(ctx)
