@@ -239,7 +239,6 @@ def _node_upgrade(inventory: Inventory, node: Node, found: NodeFacts, archive: A
         paths=node_paths(node, archive.version, found.login_home, inventory.target.staging_shared_home),
         old_install=found.old_install,
         target_version=archive.version,
-        database=inventory.database,
         archive_sha256=archive.sha256,
         archive_bytes=archive.size,
         local_archive=str(archive.path),

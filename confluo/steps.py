@@ -71,7 +71,6 @@ class NodeUpgrade:
     paths: NodePaths
     old_install: str
     target_version: str
-    database: str
     archive_sha256: str
     archive_bytes: int
     local_archive: str

@@ -394,3 +394,17 @@ def test_old_installations_beyond_keep_releases_are_pruned_but_never_the_previou
     assert result.returncode == 0, result.stdout + result.stderr
     for base in bases:
         assert sorted(p.name for p in base.iterdir()) == ["9.2.13", "9.2.14", "current"]
+
+
+def test_status_shows_the_cluster_and_every_node_from_the_api_and_the_disk(shared_lab: LabHandle) -> None:
+    shared_lab.set("node2", tasks=4, users=7)
+    result = confluo("status", "-i", str(shared_lab.inventory), "--json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert (status["state"], status["upgrade_mode"]) == ("STABLE", False)
+    rows = {row["name"]: row for row in status["nodes"]}
+    assert sorted(rows) == ["node1", "node2", "node3"]
+    assert {(r["state"], r["version"], r["version_on_disk"]) for r in rows.values()} == {("ACTIVE", "9.2.13", "9.2.13")}
+    assert (rows["node2"]["tasks"], rows["node2"]["users"]) == (4, 7)
+    table = confluo("status", "-i", str(shared_lab.inventory))
+    assert "STABLE, upgrade mode off" in table.stdout and "node3" in table.stdout
