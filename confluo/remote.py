@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from confluo.inventory import Node
-from confluo.transport import CommandResult, Transport, quote_argv
+from confluo.transport import CommandFailed, CommandResult, Transport, quote_argv
 
 # The only commands confluo runs through sudo (absolute paths, as sudoers matches them).
 MKDIR = "/usr/bin/mkdir"
@@ -89,15 +89,19 @@ class Remote:
     ) -> CommandResult:
         return self.shell(command.line(self.node), stdin=stdin, timeout=timeout, check=check)
 
+    def stream(self, local_path: str, command: Command, *, timeout: float) -> CommandResult:
+        """`command` with a local file as its stdin (a large file: never read into memory)."""
+        return self._reported(self.transport.stream(local_path, command.line(self.node), timeout=timeout, check=False))
+
+    def _reported(self, result: CommandResult, check: bool = True) -> CommandResult:
+        for listener in self._listeners:
+            listener(result)
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
     def shell(
         self, line: str, *, stdin: bytes | None = None, timeout: float = 120.0, check: bool = True
     ) -> CommandResult:
         """A command line that is already quoted (read-only probes built by confluo itself)."""
-        result = self.transport.run(line, stdin=stdin, timeout=timeout, check=False)
-        for listener in self._listeners:
-            listener(result)
-        if check and not result.ok:
-            from confluo.transport import CommandFailed
-
-            raise CommandFailed(result)
-        return result
+        return self._reported(self.transport.run(line, stdin=stdin, timeout=timeout, check=False), check)

@@ -33,7 +33,7 @@ from confluo.remote import (
     root,
     write_file_command,
 )
-from confluo.transport import CommandFailed, quote_argv
+from confluo.transport import quote_argv
 
 POLL_SECONDS = 0.1
 # A node reporting ERROR this many polls in a row has failed; one poll could be a transition.
@@ -135,54 +135,49 @@ def _process_alive(ctx: StepContext, pid_file: str) -> bool:
 
 
 class TransferArchive(Step):
+    """The archive is hashed on the node while it is written: no second pass over hundreds of MB."""
+
     name = "transfer archive"
     bytes_sent = 0
+    _HASHED_WRITE = 'set -o pipefail; tee -- "$1" | sha256sum'
+    _IS_STAGED = '[ -f "$2" ] && echo "$1  $2" | sha256sum -c --quiet'
 
     def _partial(self) -> str:
         return self.u.paths.staged_archive + ".part"
 
-    def _commands(self) -> tuple[Command, ...]:
+    def _commands(self) -> tuple[Command, Command, Command]:
         staged = self.u.paths.staged_archive
         return (
             # Shared: the other nodes' users (one group) read it; per node: the login user's alone.
             plain(MKDIR, "-p", "-m", "750" if self.u.shared_staging else "700", posixpath.dirname(staged)),
-            # upload: streamed into <staged>.part
-            plain(
-                "bash",
-                "-c",
-                'echo "$1  $2" | sha256sum -c --quiet',
-                "verify",
-                self.u.archive_sha256,
-                self._partial(),
-            ),
+            plain("bash", "-c", self._HASHED_WRITE, "receive", self._partial()),
             plain(MV, "-f", self._partial(), staged),
         )
 
     def preview(self) -> Preview:
-        commands = [c.line(self.u.node) for c in self._commands()]
-        commands.insert(1, f"(send {self.u.local_archive}, {self.u.archive_bytes} bytes, to {self._partial()})")
-        return Preview(commands=tuple(commands))
+        mkdir, receive, move = (c.line(self.u.node) for c in self._commands())
+        sending = (
+            f"{receive} < {self.u.local_archive}  ({self.u.archive_bytes} bytes; its sha256 must be "
+            f"{self.u.archive_sha256})"
+        )
+        return Preview(commands=(mkdir, sending, move))
 
     def is_done(self, ctx: StepContext) -> bool:
-        return _test(
-            ctx,
-            '[ -f "$2" ] && echo "$1  $2" | sha256sum -c --quiet',
-            self.u.archive_sha256,
-            self.u.paths.staged_archive,
-        )
+        return _test(ctx, self._IS_STAGED, self.u.archive_sha256, self.u.paths.staged_archive)
 
     def apply(self, ctx: StepContext) -> None:
-        mkdir, verify, move = self._commands()
+        mkdir, receive, move = self._commands()
         ctx.remote.run(mkdir)
-        self.bytes_sent = ctx.remote.transport.upload(self.u.local_archive, self._partial(), timeout=3600)
-        try:
-            ctx.remote.run(verify, timeout=600)
-        except CommandFailed as exc:
+        result = ctx.remote.stream(self.u.local_archive, receive, timeout=3600)
+        arrived = result.stdout.split()[0] if result.stdout.split() else ""
+        if arrived != self.u.archive_sha256:
             ctx.remote.run(plain(RM, "-f", self._partial()), check=False)
             raise NodeFailed(
-                f"{self.u.node.name}: the archive arrived with a different sha256; it was removed",
+                f"{self.u.node.name}: the archive arrived with sha256 {arrived or '(none)'}, not "
+                f"{self.u.archive_sha256}; the partial file was removed",
                 hint="check the network path and run again",
-            ) from exc
+            )
+        self.bytes_sent = self.u.archive_bytes
         ctx.remote.run(move)
 
 

@@ -3,6 +3,7 @@ hosts, paramiko channels for the commands themselves)."""
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import time
@@ -13,12 +14,12 @@ import paramiko
 from fabric import Config, Connection
 
 from confluo.transport import (
-    CommandFailed,
     CommandResult,
     CommandTimedOut,
     ConnectionFailed,
     ConnectionLost,
     finished,
+    quote_argv,
 )
 
 CHUNK = 256 * 1024
@@ -147,33 +148,30 @@ class SshTransport:
             raise ConnectionLost(f"{self.node}: the SSH connection broke during `{command}`: {exc}") from exc
         return finished(self.node, command, status, stdout, stderr, started, check=check)
 
-    def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
-        """Streams the file through `cat` on one channel: no SFTP round trips per block."""
-        from confluo.transport import quote_argv
-
-        deadline = time.monotonic() + timeout
+    def stream(self, local_path: str, command: str, *, timeout: float, check: bool = True) -> CommandResult:
+        """Sends a file to a command's stdin on one channel: no SFTP round trips per block."""
+        started = time.monotonic()
+        deadline = started + timeout
         transport = self._transport()
-        sent = 0
         try:
             channel = transport.open_session(timeout=self._connect_timeout)
-            channel.exec_command("cat > " + quote_argv([remote_path]))
+            channel.exec_command(command)
             with open(local_path, "rb") as handle:
                 while block := handle.read(CHUNK):
                     if time.monotonic() > deadline:
                         channel.close()
-                        raise CommandTimedOut(f"{self.node}: upload of {local_path} ran past {timeout:.0f} s")
+                        raise CommandTimedOut(f"{self.node}: sending {local_path} ran past {timeout:.0f} s")
                     channel.sendall(block)
-                    sent += len(block)
             channel.shutdown_write()
-            _, stderr, status = _collect(channel, deadline, self.node, "upload")
+            stdout, stderr, status = _collect(channel, deadline, self.node, command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise ConnectionLost(f"{self.node}: the SSH connection broke while uploading: {exc}") from exc
-        if status != 0:
-            raise CommandFailed(
-                CommandResult(self.node, f"cat > {remote_path}", status, "", stderr.decode(errors="replace"), 0.0)
-            )
-        return sent
+            raise ConnectionLost(f"{self.node}: the SSH connection broke while sending {local_path}: {exc}") from exc
+        return finished(self.node, command, status, stdout, stderr, started, check=check)
+
+    def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
+        self.stream(local_path, "cat > " + quote_argv([remote_path]), timeout=timeout)
+        return os.path.getsize(local_path)
 
 
 def _collect(channel: paramiko.Channel, deadline: float, node: str, command: str) -> tuple[bytes, bytes, int]:
