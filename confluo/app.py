@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluo import archive as archive_module
 from confluo.cluster_api import ApiAuth, ApiError, ClusterApi, ClusterInfo
@@ -133,3 +134,33 @@ def gather_facts(session: Session) -> Facts:
 def make_plan(session: Session) -> tuple[Plan, Facts]:
     facts = gather_facts(session)
     return build_plan(session.inventory, facts), facts
+
+
+def cluster_status(session: Session) -> dict[str, Any]:
+    """The cluster as its API reports it, with the version each node has on disk."""
+    cluster = session.api.cluster()
+    inventory = session.inventory
+
+    def on_disk(node: Node) -> str | None:
+        paths = node_paths(node, str(inventory.target.version), login_home="")
+        facts = probe_node(session.remotes[node.name], paths, ())
+        return facts.installed_version if facts.reachable else f"unreachable: {facts.error}"
+
+    versions = dict(zip([n.name for n in inventory.nodes], in_parallel(list(inventory.nodes), on_disk), strict=True))
+    return {
+        "v": 1,
+        "state": cluster.state.value,
+        "upgrade_mode": cluster.upgrade_mode,
+        "original_version": cluster.original_version,
+        "nodes": [
+            {
+                "name": info.name,
+                "state": info.state.value,
+                "version": info.version,
+                "version_on_disk": versions.get(info.name),
+                "tasks": info.tasks,
+                "users": info.active_users,
+            }
+            for info in cluster.nodes
+        ],
+    }

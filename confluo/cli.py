@@ -16,14 +16,12 @@ import click
 from rich.console import Console
 
 from confluo import __version__
-from confluo.app import Session, make_plan, open_session
+from confluo.app import Session, cluster_status, make_plan, open_session
 from confluo.errors import ConfluoError, ExitCode, NeedsConfirmation
 from confluo.execute import Executor, RunReport
 from confluo.lab.cli import lab
-from confluo.parallel import in_parallel
-from confluo.probe import probe_node
 from confluo.secrets import Masker
-from confluo.ui import CommandLog, JsonLines, LiveView, PlainLines, plan_as_json, plan_as_text
+from confluo.ui import CommandLog, JsonLines, LiveView, PlainLines, plan_as_json, plan_as_text, status_table
 
 EXIT_CODES_HELP = "\n".join(f"  {code.value:>3}  {code.description}" for code in ExitCode)
 
@@ -106,54 +104,12 @@ def upgrade(
 @accept_new_option
 def status(inventory_path: Path, as_json: bool, accept_new_host_keys: bool) -> None:
     """The cluster's state, upgrade mode, and every node as the API and the hosts see it."""
-    from confluo.layout import node_paths
-
     with _session(inventory_path, None, accept_new_host_keys) as session:
-        cluster = session.api.cluster()
-        inventory = session.inventory
-
-        def disk(node_name: str) -> str | None:
-            node = next(n for n in inventory.nodes if n.name == node_name)
-            facts = probe_node(session.remotes[node_name], node_paths(node, str(inventory.target.version), ""), ())
-            return facts.installed_version if facts.reachable else f"unreachable: {facts.error}"
-
-        on_disk = dict(zip(session.remotes, in_parallel(list(session.remotes), disk), strict=True))
-        rows = [
-            {
-                "name": info.name,
-                "state": info.state.value,
-                "version": info.version,
-                "version_on_disk": on_disk.get(info.name),
-                "tasks": info.tasks,
-                "users": info.active_users,
-            }
-            for info in cluster.nodes
-        ]
+        report = cluster_status(session)
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "v": 1,
-                        "state": cluster.state.value,
-                        "upgrade_mode": cluster.upgrade_mode,
-                        "original_version": cluster.original_version,
-                        "nodes": rows,
-                    },
-                    indent=2,
-                )
-            )
-            return
-        from rich.table import Table
-
-        table = Table(
-            title=f"{inventory.cluster.name}: {cluster.state.value}, upgrade mode "
-            f"{'on' if cluster.upgrade_mode else 'off'}"
-        )
-        for column in ("node", "state", "version", "on disk", "tasks", "users"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(str(row[key]) for key in ("name", "state", "version", "version_on_disk", "tasks", "users")))
-        Console().print(table)
+            click.echo(json.dumps(report, indent=2))
+        else:
+            Console().print(status_table(session.inventory.cluster.name, report))
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

@@ -83,6 +83,18 @@ def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
     }
 
 
+def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
+    mode = "on" if report["upgrade_mode"] else "off"
+    table = Table(title=f"{cluster_name}: {report['state']}, upgrade mode {mode}")
+    columns = {"node": "name", "state": "state", "version": "version", "on disk": "version_on_disk"}
+    columns |= {"tasks": "tasks", "users": "users"}
+    for title in columns:
+        table.add_column(title)
+    for row in report["nodes"]:
+        table.add_row(*(str(row[key]) for key in columns.values()))
+    return table
+
+
 # -- the run as it happens ---------------------------------------------------------------------------------
 
 
