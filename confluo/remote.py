@@ -89,10 +89,6 @@ class Remote:
     ) -> CommandResult:
         return self.shell(command.line(self.node), stdin=stdin, timeout=timeout, check=check)
 
-    def stream(self, local_path: str, command: Command, *, timeout: float) -> CommandResult:
-        """`command` with a local file as its stdin (a large file: never read into memory)."""
-        return self._reported(self.transport.stream(local_path, command.line(self.node), timeout=timeout, check=False))
-
     def _reported(self, result: CommandResult, check: bool = True) -> CommandResult:
         for listener in self._listeners:
             listener(result)

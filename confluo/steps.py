@@ -135,12 +135,15 @@ def _process_alive(ctx: StepContext, pid_file: str) -> bool:
 
 
 class TransferArchive(Step):
-    """The archive is hashed on the node while it is written: no second pass over hundreds of MB."""
+    """Sent over the open SSH connection, then verified as it lies on the node's disk.
+
+    Hashing while receiving (`tee | sha256sum`) was measured slower on the lab (6.8 s against 5.6 s per node for
+    700 MiB, bench/prestage.py) and checks only the stream, not what was written: the file is read back instead.
+    """
 
     name = "transfer archive"
     bytes_sent = 0
-    _HASHED_WRITE = 'set -o pipefail; tee -- "$1" | sha256sum'
-    _IS_STAGED = '[ -f "$2" ] && echo "$1  $2" | sha256sum -c --quiet'
+    _VERIFY = '[ -f "$2" ] && echo "$1  $2" | sha256sum -c --quiet'
 
     def _partial(self) -> str:
         return self.u.paths.staged_archive + ".part"
@@ -150,34 +153,29 @@ class TransferArchive(Step):
         return (
             # Shared: the other nodes' users (one group) read it; per node: the login user's alone.
             plain(MKDIR, "-p", "-m", "750" if self.u.shared_staging else "700", posixpath.dirname(staged)),
-            plain("bash", "-c", self._HASHED_WRITE, "receive", self._partial()),
+            plain("bash", "-c", self._VERIFY, "verify", self.u.archive_sha256, self._partial()),
             plain(MV, "-f", self._partial(), staged),
         )
 
     def preview(self) -> Preview:
-        mkdir, receive, move = (c.line(self.u.node) for c in self._commands())
-        sending = (
-            f"{receive} < {self.u.local_archive}  ({self.u.archive_bytes} bytes; its sha256 must be "
-            f"{self.u.archive_sha256})"
-        )
-        return Preview(commands=(mkdir, sending, move))
+        mkdir, verify, move = (c.line(self.u.node) for c in self._commands())
+        sending = f"(send {self.u.local_archive}, {self.u.archive_bytes} bytes, into {self._partial()})"
+        return Preview(commands=(mkdir, sending, verify, move))
 
     def is_done(self, ctx: StepContext) -> bool:
-        return _test(ctx, self._IS_STAGED, self.u.archive_sha256, self.u.paths.staged_archive)
+        return _test(ctx, self._VERIFY, self.u.archive_sha256, self.u.paths.staged_archive)
 
     def apply(self, ctx: StepContext) -> None:
-        mkdir, receive, move = self._commands()
+        mkdir, verify, move = self._commands()
         ctx.remote.run(mkdir)
-        result = ctx.remote.stream(self.u.local_archive, receive, timeout=3600)
-        arrived = result.stdout.split()[0] if result.stdout.split() else ""
-        if arrived != self.u.archive_sha256:
+        self.bytes_sent = ctx.remote.transport.upload(self.u.local_archive, self._partial(), timeout=3600)
+        if not ctx.remote.run(verify, timeout=600, check=False).ok:
             ctx.remote.run(plain(RM, "-f", self._partial()), check=False)
             raise NodeFailed(
-                f"{self.u.node.name}: the archive arrived with sha256 {arrived or '(none)'}, not "
-                f"{self.u.archive_sha256}; the partial file was removed",
-                hint="check the network path and run again",
+                f"{self.u.node.name}: the archive on the node does not have sha256 {self.u.archive_sha256}; "
+                "the partial file was removed",
+                hint="check the network path and the node's disk, then run again",
             )
-        self.bytes_sent = self.u.archive_bytes
         ctx.remote.run(move)
 
 

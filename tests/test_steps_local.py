@@ -45,7 +45,7 @@ def upgrade_for(tmp_path: Path, sha256: str) -> tuple[NodeUpgrade, StepContext]:
     return upgrade, StepContext(remote=Remote(node, LocalTransport(node.name)), api=api)
 
 
-def test_transfer_hashes_while_writing_and_is_then_done(tmp_path: Path) -> None:
+def test_transfer_verifies_what_arrived_and_is_then_done(tmp_path: Path) -> None:
     data = b"release bytes" * 1000
     upgrade, ctx = upgrade_for(tmp_path, hashlib.sha256(data).hexdigest())
     step = TransferArchive(upgrade)
@@ -58,7 +58,7 @@ def test_transfer_hashes_while_writing_and_is_then_done(tmp_path: Path) -> None:
 
 def test_transfer_with_a_different_checksum_fails_and_leaves_nothing_behind(tmp_path: Path) -> None:
     upgrade, ctx = upgrade_for(tmp_path, "0" * 64)
-    with pytest.raises(NodeFailed, match="arrived with sha256"):
+    with pytest.raises(NodeFailed, match="does not have sha256"):
         TransferArchive(upgrade).apply(ctx)
     staging = Path(upgrade.paths.staged_archive).parent
     assert list(staging.iterdir()) == []

@@ -74,7 +74,14 @@ UPGRADE_TASKS_FAILED = "UPGRADE_TASKS_FAILED"
 # Faults the lab can inject. The node program acts on the first six; "crash" and "ssh-down" are carried
 # out by the orchestration (it kills processes) and are accepted here only so they can be recorded.
 FAULT_KINDS = (
-    "fail-start", "hang-start", "hang-stop", "slow-stop", "api-500", "finalize-fail", "crash", "ssh-down",
+    "fail-start",
+    "hang-start",
+    "hang-stop",
+    "slow-stop",
+    "api-500",
+    "finalize-fail",
+    "crash",
+    "ssh-down",
 )
 
 HEARTBEAT_SECONDS = 0.3
@@ -122,21 +129,29 @@ def rolling_step_allowed(original: str, target: str) -> bool:
 
 
 def version_refusal(
-    candidate: str, *, cluster_version: str, upgrade_mode: bool, original_version: str | None,
+    candidate: str,
+    *,
+    cluster_version: str,
+    upgrade_mode: bool,
+    original_version: str | None,
     finalizing_version: str | None = None,
 ) -> str | None:
     """Why the cluster refuses a node running ``candidate``, or None when it is accepted."""
     if candidate in (cluster_version, finalizing_version):
         return None
     if not upgrade_mode:
-        return (f"version {candidate} is not accepted by the cluster: upgrade mode is off and the cluster "
-                f"runs {cluster_version}")
+        return (
+            f"version {candidate} is not accepted by the cluster: upgrade mode is off and the cluster "
+            f"runs {cluster_version}"
+        )
     original = original_version or cluster_version
     if rolling_step_allowed(original, candidate):
         return None
-    return (f"version {candidate} is not accepted by the cluster: {original} -> {candidate} is not an "
-            "allowed rolling upgrade (a higher bug-fix release, or the next feature release from 7.14; never a "
-            "platform release)")
+    return (
+        f"version {candidate} is not accepted by the cluster: {original} -> {candidate} is not an "
+        "allowed rolling upgrade (a higher bug-fix release, or the next feature release from 7.14; never a "
+        "platform release)"
+    )
 
 
 # --- reading an installation like Confluence does -------------------------------------------------------
@@ -172,9 +187,11 @@ def _uncommented_lines(path: Path) -> list[str]:
 
 def read_node_name(setenv: Path) -> str | None:
     """The ``-Dconfluence.cluster.node.name=`` JVM option set in setenv.sh (the last one wins)."""
-    names = [match[1] or match[2]
-             for line in _uncommented_lines(setenv)
-             for match in re.finditer(r"-Dconfluence\.cluster\.node\.name=(?:'([^']*)'|([^\s\"']+))", line)]
+    names = [
+        match[1] or match[2]
+        for line in _uncommented_lines(setenv)
+        for match in re.finditer(r"-Dconfluence\.cluster\.node\.name=(?:'([^']*)'|([^\s\"']+))", line)
+    ]
     return names[-1] if names and names[-1] else None
 
 
@@ -297,7 +314,10 @@ def _with_property(text: str, name: str, value: str) -> str:
 
 
 def update_cfg_xml(
-    cfg: Path, *, build_number: int | None = None, properties: dict[str, str] | None = None,
+    cfg: Path,
+    *,
+    build_number: int | None = None,
+    properties: dict[str, str] | None = None,
 ) -> None:
     """Edit confluence.cfg.xml in place (text edits keep the admin's layout), atomically."""
     text = cfg.read_text(encoding="utf-8")
@@ -408,8 +428,10 @@ def _transaction(db_file: Path, *, write: bool) -> Iterator[sqlite3.Connection]:
 
 
 def _put_settings(conn: sqlite3.Connection, values: dict[str, str]) -> None:
-    conn.executemany("INSERT INTO settings (key, value) VALUES (?, ?) "
-                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value", list(values.items()))
+    conn.executemany(
+        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        list(values.items()),
+    )
 
 
 def _settings(conn: sqlite3.Connection) -> dict[str, str]:
@@ -417,8 +439,15 @@ def _settings(conn: sqlite3.Connection) -> dict[str, str]:
 
 
 def init_database(
-    db_file: Path, *, version: str, admin_user: str, admin_password: str, token: str | None,
-    start_seconds: float, stop_seconds: float, finalize_seconds: float,
+    db_file: Path,
+    *,
+    version: str,
+    admin_user: str,
+    admin_password: str,
+    token: str | None,
+    start_seconds: float,
+    stop_seconds: float,
+    finalize_seconds: float,
 ) -> None:
     """Create the cluster database, or reset the settings of an existing one.
 
@@ -430,16 +459,19 @@ def init_database(
         conn.execute("PRAGMA journal_mode = WAL")  # persistent: every later connection uses WAL
         conn.executescript(_SCHEMA)
         with _transaction(db_file, write=True) as txn:
-            _put_settings(txn, {
-                "version": version,
-                "build_number": str(build_number_for(version)),
-                "start_seconds": repr(float(start_seconds)),
-                "stop_seconds": repr(float(stop_seconds)),
-                "finalize_seconds": repr(float(finalize_seconds)),
-                "admin_user": admin_user,
-                "admin_password_hash": hash_secret(admin_password),
-                "token_hash": hash_secret(token) if token else "",
-            })
+            _put_settings(
+                txn,
+                {
+                    "version": version,
+                    "build_number": str(build_number_for(version)),
+                    "start_seconds": repr(float(start_seconds)),
+                    "stop_seconds": repr(float(stop_seconds)),
+                    "finalize_seconds": repr(float(finalize_seconds)),
+                    "admin_user": admin_user,
+                    "admin_password_hash": hash_secret(admin_password),
+                    "token_hash": hash_secret(token) if token else "",
+                },
+            )
     finally:
         conn.close()
     # Nodes run as different users of one group; SQLite gives the -wal/-shm files the same mode.
@@ -448,30 +480,44 @@ def init_database(
 
 
 def set_timings(
-    db_file: Path, *, start_seconds: float | None = None, stop_seconds: float | None = None,
+    db_file: Path,
+    *,
+    start_seconds: float | None = None,
+    stop_seconds: float | None = None,
     finalize_seconds: float | None = None,
 ) -> None:
     """Change the lifecycle timings; nodes read them at their next start, stop or approve."""
-    values = {key: repr(float(value)) for key, value in
-              (("start_seconds", start_seconds), ("stop_seconds", stop_seconds),
-               ("finalize_seconds", finalize_seconds)) if value is not None}
+    values = {
+        key: repr(float(value))
+        for key, value in (
+            ("start_seconds", start_seconds),
+            ("stop_seconds", stop_seconds),
+            ("finalize_seconds", finalize_seconds),
+        )
+        if value is not None
+    }
     with _transaction(db_file, write=True) as conn:
         _put_settings(conn, values)
 
 
 def set_node_load(
-    db_file: Path, node_name: str, *, tasks: int | None = None, users: int | None = None,
+    db_file: Path,
+    node_name: str,
+    *,
+    tasks: int | None = None,
+    users: int | None = None,
 ) -> None:
     """Set a node's running tasks and active users (kept across restarts; None leaves a value as it is)."""
     with _transaction(db_file, write=True) as conn:
         row = conn.execute("SELECT tasks, users FROM node_load WHERE node = ?", (node_name,)).fetchone()
         new_tasks = tasks if tasks is not None else (int(row["tasks"]) if row else 0)
         new_users = users if users is not None else (int(row["users"]) if row else 0)
-        conn.execute("INSERT INTO node_load (node, tasks, users) VALUES (?, ?, ?) ON CONFLICT(node) "
-                     "DO UPDATE SET tasks = excluded.tasks, users = excluded.users",
-                     (node_name, new_tasks, new_users))
-        conn.execute("UPDATE nodes SET tasks = ?, users = ? WHERE name = ?",
-                     (new_tasks, new_users, node_name))
+        conn.execute(
+            "INSERT INTO node_load (node, tasks, users) VALUES (?, ?, ?) ON CONFLICT(node) "
+            "DO UPDATE SET tasks = excluded.tasks, users = excluded.users",
+            (node_name, new_tasks, new_users),
+        )
+        conn.execute("UPDATE nodes SET tasks = ?, users = ? WHERE name = ?", (new_tasks, new_users, node_name))
 
 
 def set_fault(db_file: Path, node_name: str, kind: str | None) -> None:
@@ -482,8 +528,10 @@ def set_fault(db_file: Path, node_name: str, kind: str | None) -> None:
         if kind is None:
             conn.execute("DELETE FROM faults WHERE node = ?", (node_name,))
         else:
-            conn.execute("INSERT INTO faults (node, kind) VALUES (?, ?) "
-                         "ON CONFLICT(node) DO UPDATE SET kind = excluded.kind", (node_name, kind))
+            conn.execute(
+                "INSERT INTO faults (node, kind) VALUES (?, ?) ON CONFLICT(node) DO UPDATE SET kind = excluded.kind",
+                (node_name, kind),
+            )
 
 
 def fault_for(db_file: Path, node_name: str) -> str | None:
@@ -540,16 +588,28 @@ def _effective_state(row: sqlite3.Row, now: float) -> str:
 
 def _node_record(row: sqlite3.Row, now: float) -> NodeRecord:
     return NodeRecord(
-        id=str(row["id"]), name=str(row["name"]), address=str(row["address"]), port=int(row["port"]),
-        state=_effective_state(row, now), version=str(row["version"]), build_number=int(row["build_number"]),
-        tasks=int(row["tasks"]), users=int(row["users"]), pid=row["pid"], problem=row["problem"],
-        in_snapshot=bool(row["in_snapshot"]), finalize_requested=row["finalize_requested"],
+        id=str(row["id"]),
+        name=str(row["name"]),
+        address=str(row["address"]),
+        port=int(row["port"]),
+        state=_effective_state(row, now),
+        version=str(row["version"]),
+        build_number=int(row["build_number"]),
+        tasks=int(row["tasks"]),
+        users=int(row["users"]),
+        pid=row["pid"],
+        problem=row["problem"],
+        in_snapshot=bool(row["in_snapshot"]),
+        finalize_requested=row["finalize_requested"],
         finalize_error=row["finalize_error"],
     )
 
 
 def calculate_cluster_state(
-    nodes: Sequence[tuple[str, str]], *, upgrade_mode: bool, original_version: str | None,
+    nodes: Sequence[tuple[str, str]],
+    *,
+    upgrade_mode: bool,
+    original_version: str | None,
     has_finalization_tasks: bool,
 ) -> str:
     """The ZDU plugin's calculateClusterState over (state, version) pairs of the listed nodes."""
@@ -584,8 +644,11 @@ class ClusterRecord:
 
     def state(self) -> str:
         return calculate_cluster_state(
-            [(n.state, n.version) for n in self.listed()], upgrade_mode=self.upgrade_mode,
-            original_version=self.original_version, has_finalization_tasks=self.finalization_pending)
+            [(n.state, n.version) for n in self.listed()],
+            upgrade_mode=self.upgrade_mode,
+            original_version=self.original_version,
+            has_finalization_tasks=self.finalization_pending,
+        )
 
     def has_finalization_tasks(self) -> bool:
         if self.finalization_pending:
@@ -632,18 +695,20 @@ def _settle_finalization(db_file: Path, *, known_due: bool = False) -> None:
         for row in conn.execute("SELECT id, name FROM nodes WHERE state = ?", (RUNNING_FINALIZE,)).fetchall():
             if row["name"] in failing:
                 failed = True
-                conn.execute("UPDATE nodes SET state = ?, finalize_error = ? WHERE id = ?",
-                             (TASKS_FAILED, "fault injected: finalize-fail", row["id"]))
+                conn.execute(
+                    "UPDATE nodes SET state = ?, finalize_error = ? WHERE id = ?",
+                    (TASKS_FAILED, "fault injected: finalize-fail", row["id"]),
+                )
             else:
-                conn.execute("UPDATE nodes SET state = ?, finalize_error = NULL WHERE id = ?",
-                             (ACTIVE, row["id"]))
+                conn.execute("UPDATE nodes SET state = ?, finalize_error = NULL WHERE id = ?", (ACTIVE, row["id"]))
         if failed:
             conn.execute("UPDATE zdu SET finalize_until = NULL WHERE id = 1")
             return
         target = str(zdu["target_version"])
         _put_settings(conn, {"version": target, "build_number": str(build_number_for(target))})
-        conn.execute("UPDATE zdu SET finalize_until = NULL, target_version = NULL, finalization_pending = 0 "
-                     "WHERE id = 1")
+        conn.execute(
+            "UPDATE zdu SET finalize_until = NULL, target_version = NULL, finalization_pending = 0 WHERE id = 1"
+        )
 
 
 def read_cluster(db_file: Path) -> ClusterRecord:
@@ -663,11 +728,23 @@ def cluster_view(db_file: Path) -> dict[str, Any]:
         "original_version": cluster.original_version,
         "version": cluster.version,
         "has_finalization_tasks": cluster.has_finalization_tasks(),
-        "nodes": [{
-            "id": n.id, "name": n.name, "address": n.address, "port": n.port, "state": n.state,
-            "version": n.version, "build_number": n.build_number, "tasks": n.tasks, "users": n.users,
-            "pid": n.pid, "problem": n.problem, "listed": n.id in listed,
-        } for n in sorted(cluster.nodes, key=lambda n: (n.name, n.address))],
+        "nodes": [
+            {
+                "id": n.id,
+                "name": n.name,
+                "address": n.address,
+                "port": n.port,
+                "state": n.state,
+                "version": n.version,
+                "build_number": n.build_number,
+                "tasks": n.tasks,
+                "users": n.users,
+                "pid": n.pid,
+                "problem": n.problem,
+                "listed": n.id in listed,
+            }
+            for n in sorted(cluster.nodes, key=lambda n: (n.name, n.address))
+        ],
     }
 
 
@@ -699,10 +776,14 @@ def _cancel(conn: sqlite3.Connection, cluster: ClusterRecord, now: float) -> boo
 
 def _run_finalization(conn: sqlite3.Connection, node_ids: list[str], target: str, now: float) -> None:
     seconds = float(_settings(conn).get("finalize_seconds", "1"))
-    conn.execute("UPDATE zdu SET finalization_pending = 1, target_version = ?, finalize_until = ? "
-                 "WHERE id = 1", (target, now + seconds))
-    conn.executemany("UPDATE nodes SET state = ?, finalize_requested = ?, finalize_error = NULL WHERE id = ?",
-                     [(RUNNING_FINALIZE, now, i) for i in node_ids])
+    conn.execute(
+        "UPDATE zdu SET finalization_pending = 1, target_version = ?, finalize_until = ? WHERE id = 1",
+        (target, now + seconds),
+    )
+    conn.executemany(
+        "UPDATE nodes SET state = ?, finalize_requested = ?, finalize_error = NULL WHERE id = ?",
+        [(RUNNING_FINALIZE, now, i) for i in node_ids],
+    )
 
 
 def _approve(conn: sqlite3.Connection, cluster: ClusterRecord, now: float) -> bool:
@@ -743,8 +824,10 @@ def zdu_transition(db_file: Path, action: str) -> bool:
 
 def create_page(db_file: Path, title: str, body: str, node_name: str) -> int:
     with _transaction(db_file, write=True) as conn:
-        cursor = conn.execute("INSERT INTO pages (title, body, created_by, created) VALUES (?, ?, ?, ?)",
-                              (title, body, node_name, time.time()))
+        cursor = conn.execute(
+            "INSERT INTO pages (title, body, created_by, created) VALUES (?, ?, ?, ?)",
+            (title, body, node_name, time.time()),
+        )
         return int(cursor.lastrowid or 0)
 
 
@@ -753,42 +836,75 @@ def read_page(db_file: Path, page_id: int) -> dict[str, Any] | None:
         row = conn.execute("SELECT * FROM pages WHERE id = ?", (page_id,)).fetchone()
     if row is None:
         return None
-    return {"id": str(row["id"]), "type": "page", "title": row["title"], "body": row["body"],
-            "createdBy": row["created_by"]}
+    return {
+        "id": str(row["id"]),
+        "type": "page",
+        "title": row["title"],
+        "body": row["body"],
+        "createdBy": row["created_by"],
+    }
 
 
 # --- JSON of the ZDU API --------------------------------------------------------------------------------
 
 
 def node_json(
-    node: NodeRecord, *, local_id: str | None, base_url: str, runs_cluster_tasks: bool,
+    node: NodeRecord,
+    *,
+    local_id: str | None,
+    base_url: str,
+    runs_cluster_tasks: bool,
 ) -> dict[str, Any]:
     finalization: dict[str, Any] | None = None
     if node.finalize_requested is not None:
-        errors = [] if not node.finalize_error else [{
-            "clusterUpgradeTask": "LabFinalizationUpgradeTask", "errors": [node.finalize_error],
-            "exceptionMessage": node.finalize_error}]
-        finalization = {"lastRequested": int(node.finalize_requested * 1000),
-                        "runsClusterWideTasks": runs_cluster_tasks, "errors": errors}
+        errors = (
+            []
+            if not node.finalize_error
+            else [
+                {
+                    "clusterUpgradeTask": "LabFinalizationUpgradeTask",
+                    "errors": [node.finalize_error],
+                    "exceptionMessage": node.finalize_error,
+                }
+            ]
+        )
+        finalization = {
+            "lastRequested": int(node.finalize_requested * 1000),
+            "runsClusterWideTasks": runs_cluster_tasks,
+            "errors": errors,
+        }
     return {
-        "id": node.id, "name": node.name or NOT_CONFIGURED, "ipAddress": node.address, "state": node.state,
-        "tasksTotal": node.tasks, "activeUserCount": node.users, "buildNumber": str(node.build_number),
-        "version": node.version, "local": node.id == local_id, "finalization": finalization,
-        "links": [{"rel": "self", "href": f"{base_url}/rest/zdu/nodes/{node.id}"}], "portNumber": node.port,
+        "id": node.id,
+        "name": node.name or NOT_CONFIGURED,
+        "ipAddress": node.address,
+        "state": node.state,
+        "tasksTotal": node.tasks,
+        "activeUserCount": node.users,
+        "buildNumber": str(node.build_number),
+        "version": node.version,
+        "local": node.id == local_id,
+        "finalization": finalization,
+        "links": [{"rel": "self", "href": f"{base_url}/rest/zdu/nodes/{node.id}"}],
+        "portNumber": node.port,
     }
 
 
 def _nodes_json(cluster: ClusterRecord, local_id: str | None, base_url: str) -> list[dict[str, Any]]:
     listed = cluster.listed()
     leader = next((n.id for n in listed if n.finalize_requested is not None), None)
-    return [node_json(node, local_id=local_id, base_url=base_url, runs_cluster_tasks=node.id == leader)
-            for node in listed]
+    return [
+        node_json(node, local_id=local_id, base_url=base_url, runs_cluster_tasks=node.id == leader) for node in listed
+    ]
 
 
 def cluster_json(cluster: ClusterRecord, *, local_id: str | None, base_url: str) -> dict[str, Any]:
     state = cluster.state()
-    allowed = {"start": state == STABLE, "cancel": state == READY_TO_UPGRADE,
-               "approve": state == READY_TO_RUN_UPGRADE_TASKS, "retryUpgrade": state == UPGRADE_TASKS_FAILED}
+    allowed = {
+        "start": state == STABLE,
+        "cancel": state == READY_TO_UPGRADE,
+        "approve": state == READY_TO_RUN_UPGRADE_TASKS,
+        "retryUpgrade": state == UPGRADE_TASKS_FAILED,
+    }
     links = [{"rel": "self", "href": f"{base_url}/rest/zdu/cluster"}]
     links += [{"rel": rel, "href": f"{base_url}/rest/zdu/{rel}"} for rel, ok in allowed.items() if ok]
     return {
@@ -880,8 +996,7 @@ class NodeProgram:
     def prepare(self) -> None:
         if self.install.home is not None:
             self.log.add_home(self.install.home)
-        self.log.write("INFO", "confluence.lifecycle",
-                       f"Starting Confluence {self.version} from {self.install.path}")
+        self.log.write("INFO", "confluence.lifecycle", f"Starting Confluence {self.version} from {self.install.path}")
         if self.install.home is None:
             self._refuse_first_run("confluence.home is not set in " + str(INIT_PROPERTIES))
             return
@@ -893,8 +1008,11 @@ class NodeProgram:
         self._finalized_build = home.finalized_build
         if home.db_file is None or not home.db_file.is_file():
             self.state = ERROR
-            self.log.write("ERROR", "confluence.lifecycle",
-                           f"cannot connect to the database: lab.database.file {home.db_file} does not exist")
+            self.log.write(
+                "ERROR",
+                "confluence.lifecycle",
+                f"cannot connect to the database: lab.database.file {home.db_file} does not exist",
+            )
             return
         self.db_file = home.db_file
         self.node_id = ensure_node_id(home)
@@ -910,8 +1028,7 @@ class NodeProgram:
     def _static_problem(self, home: HomeInfo) -> str | None:
         """Checks 2 and 3: the JDBC driver and the Connector's bind address."""
         if home.jdbc_url.startswith("jdbc:mysql:") and not self.install.has_mysql_driver:
-            return (f"driver not found: {home.jdbc_url} needs a MySQL JDBC driver "
-                    f"({WEBAPP_LIB}/mysql-connector-*.jar)")
+            return f"driver not found: {home.jdbc_url} needs a MySQL JDBC driver ({WEBAPP_LIB}/mysql-connector-*.jar)"
         host = self.install.host
         if host and self.install.connector_address != host.address:
             bound = self.install.connector_address or "0.0.0.0"  # noqa: S104
@@ -923,13 +1040,19 @@ class NodeProgram:
         settings = _settings(conn)
         zdu = conn.execute("SELECT * FROM zdu WHERE id = 1").fetchone()
         refusal = version_refusal(
-            self.version, cluster_version=settings.get("version", ""), upgrade_mode=bool(zdu["upgrade_mode"]),
-            original_version=zdu["original_version"], finalizing_version=zdu["target_version"])
+            self.version,
+            cluster_version=settings.get("version", ""),
+            upgrade_mode=bool(zdu["upgrade_mode"]),
+            original_version=zdu["original_version"],
+            finalizing_version=zdu["target_version"],
+        )
         if refusal:
             return refusal
         if home.build_number > self.build_number:
-            return (f"the home directory build number [{home.build_number}] is newer than the application "
-                    f"build number [{self.build_number}]: a downgrade")
+            return (
+                f"the home directory build number [{home.build_number}] is newer than the application "
+                f"build number [{self.build_number}]: a downgrade"
+            )
         return None
 
     def _register(self, home: HomeInfo, db_file: Path) -> None:
@@ -951,17 +1074,30 @@ class NodeProgram:
                 "build_number = excluded.build_number, tasks = excluded.tasks, users = excluded.users, "
                 "pid = excluded.pid, heartbeat = excluded.heartbeat, problem = excluded.problem, "
                 "finalize_error = NULL",
-                (self.node_id, self.name, self.listen_address, self.install.port, self.state, self.version,
-                 self.build_number, int(load["tasks"]) if load else 0, int(load["users"]) if load else 0,
-                 os.getpid(), time.time(), "; ".join(problems) or None))
+                (
+                    self.node_id,
+                    self.name,
+                    self.listen_address,
+                    self.install.port,
+                    self.state,
+                    self.version,
+                    self.build_number,
+                    int(load["tasks"]) if load else 0,
+                    int(load["users"]) if load else 0,
+                    os.getpid(),
+                    time.time(),
+                    "; ".join(problems) or None,
+                ),
+            )
         self._hang_start = fault == "hang-start"
         self._ready_at = time.monotonic() + float(settings.get("start_seconds", "1"))
         self._upgraded = home.build_number < self.build_number
         for text in problems:
             self.log.write("ERROR" if text == problem else "WARN", "confluence.cluster", text)
         if problem:
-            self.log.write("ERROR", "confluence.lifecycle",
-                           f"Confluence cluster node {self.name} will not start up: {problem}")
+            self.log.write(
+                "ERROR", "confluence.lifecycle", f"Confluence cluster node {self.name} will not start up: {problem}"
+            )
         else:
             self.log.write("INFO", "confluence.cluster", f"Joined the cluster as {self.name}")
 
@@ -976,10 +1112,14 @@ class NodeProgram:
         self._stop.set()
 
     def run(self, server: ThreadingHTTPServer) -> int:
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http-nio",
-                         daemon=True).start()
-        self.log.write("INFO", "catalina.Connector",
-                       f'Starting ProtocolHandler ["http-nio-{self.listen_address}-{self.install.port}"]')
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http-nio", daemon=True
+        ).start()
+        self.log.write(
+            "INFO",
+            "catalina.Connector",
+            f'Starting ProtocolHandler ["http-nio-{self.listen_address}-{self.install.port}"]',
+        )
         next_heartbeat = 0.0
         stop_at: float | None = None
         while stop_at is None or time.monotonic() < stop_at:
@@ -1000,8 +1140,9 @@ class NodeProgram:
 
     def _heartbeat(self, db_file: Path) -> None:
         with _transaction(db_file, write=True) as conn:
-            conn.execute("UPDATE nodes SET heartbeat = ?, pid = ? WHERE id = ?", (time.time(), os.getpid(),
-                                                                                   self.node_id))
+            conn.execute(
+                "UPDATE nodes SET heartbeat = ?, pid = ? WHERE id = ?", (time.time(), os.getpid(), self.node_id)
+            )
 
     def _tick(self, db_file: Path) -> None:
         if self.state == STARTING and not self._hang_start and time.monotonic() >= self._ready_at:
@@ -1023,8 +1164,7 @@ class NodeProgram:
 
     def _become_active(self, db_file: Path) -> None:
         with _transaction(db_file, write=True) as conn:
-            conn.execute("UPDATE nodes SET state = ? WHERE id = ? AND state = ?",
-                         (ACTIVE, self.node_id, STARTING))
+            conn.execute("UPDATE nodes SET state = ? WHERE id = ? AND state = ?", (ACTIVE, self.node_id, STARTING))
         if self._upgraded and self.home is not None:
             with contextlib.suppress(OSError):
                 update_cfg_xml(self.home.path / CFG_XML, build_number=self.build_number)
@@ -1032,8 +1172,7 @@ class NodeProgram:
             upgrades = "atlassian.confluence.upgrade.AbstractUpgradeManager"
             self.log.write("INFO", upgrades, "initialUpgradeFinished Upgrade initial stage completed successfully")
             self.log.write("INFO", upgrades, "entireUpgradeFinished Upgrade completed successfully")
-        self.log.write("INFO", "confluence.lifecycle",
-                       f"Confluence is ready to serve ({self.name}, {self.version})")
+        self.log.write("INFO", "confluence.lifecycle", f"Confluence is ready to serve ({self.name}, {self.version})")
 
     def _record_finalized(self) -> None:
         """The cluster finalized this node's version: the home's finalizedBuildNumber follows."""
@@ -1041,8 +1180,7 @@ class NodeProgram:
         if self.home is None:
             return
         with contextlib.suppress(OSError):
-            update_cfg_xml(self.home.path / CFG_XML,
-                           properties={"finalizedBuildNumber": str(self.build_number)})
+            update_cfg_xml(self.home.path / CFG_XML, properties={"finalizedBuildNumber": str(self.build_number)})
             self.log.write("INFO", "confluence.upgrade", f"Finalized build number is {self.build_number}")
 
     def _begin_stop(self) -> float:
@@ -1076,8 +1214,10 @@ class NodeProgram:
     def _finish(self, server: ThreadingHTTPServer) -> None:
         if self.db_file is not None:
             with contextlib.suppress(sqlite3.Error), _transaction(self.db_file, write=True) as conn:
-                conn.execute("UPDATE nodes SET state = ?, heartbeat = ? WHERE id = ? AND pid = ?",
-                             (OFFLINE, time.time(), self.node_id, os.getpid()))
+                conn.execute(
+                    "UPDATE nodes SET state = ?, heartbeat = ? WHERE id = ? AND pid = ?",
+                    (OFFLINE, time.time(), self.node_id, os.getpid()),
+                )
         server.shutdown()
         server.server_close()
         pid_file = self.install.path / "work" / "catalina.pid"
@@ -1130,8 +1270,14 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
 
     # responses
 
-    def _send(self, code: int, body: bytes = b"", content_type: str = "application/json",
-              headers: dict[str, str] | None = None, session: bool = True) -> None:
+    def _send(
+        self,
+        code: int,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        session: bool = True,
+    ) -> None:
         self.send_response(code)
         if body:
             self.send_header("Content-Type", content_type + ";charset=UTF-8")
@@ -1198,9 +1344,11 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
 
     def _home_page(self) -> None:
         node = self.node
-        page = (f"<!DOCTYPE html><html><head><title>Dashboard - Confluence</title></head><body>"
-                f"<h1>Confluence {node.version}</h1><p>Served by node <b>{xml_escape(node.name)}</b> "
-                f"({node.listen_address}, id {node.node_id})</p></body></html>")
+        page = (
+            f"<!DOCTYPE html><html><head><title>Dashboard - Confluence</title></head><body>"
+            f"<h1>Confluence {node.version}</h1><p>Served by node <b>{xml_escape(node.name)}</b> "
+            f"({node.listen_address}, id {node.node_id})</p></body></html>"
+        )
         self._send(200, page.encode(), "text/html")
 
     def _authorized(self) -> bool:
@@ -1230,12 +1378,15 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
             return
         if not self._authorized():
             message = "Client must be authenticated as a system administrator"
-            self._send(401, _compact({"statusCode": 401, "message": message}),
-                       headers={"WWW-Authenticate": 'Basic realm="Confluence"'})
+            self._send(
+                401,
+                _compact({"statusCode": 401, "message": message}),
+                headers={"WWW-Authenticate": 'Basic realm="Confluence"'},
+            )
             return
-        route = path[len("/rest/zdu"):]
+        route = path[len("/rest/zdu") :]
         if route.startswith("/cluster/zdu"):  # the path printed in the Confluence admin docs
-            route = route[len("/cluster/zdu"):].rstrip("/") or "/cluster"
+            route = route[len("/cluster/zdu") :].rstrip("/") or "/cluster"
         route = route.rstrip("/")
         reads = {"/cluster", "/state"}
         if route in reads or route.startswith("/nodes/"):
@@ -1247,8 +1398,9 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
             if method != "POST":
                 self._send(405, headers={"Allow": "POST"})
             elif zdu_transition(db_file, route.lstrip("/")):
-                self._json(200, cluster_json(read_cluster(db_file), local_id=self.node.node_id,
-                                             base_url=self._base_url))
+                self._json(
+                    200, cluster_json(read_cluster(db_file), local_id=self.node.node_id, base_url=self._base_url)
+                )
             else:
                 self._send(409)  # InvalidStateTransitionException: 409 with no entity
         else:
@@ -1267,7 +1419,7 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
                 build_info = node_json(local, local_id=local_id, base_url=base, runs_cluster_tasks=False)
             self._json(200, {"state": cluster.state(), "buildInfo": build_info})
             return
-        node = cluster.node(route[len("/nodes/"):])
+        node = cluster.node(route[len("/nodes/") :])
         if node is None:
             self._json(404, {"statusCode": 404, "message": "Node not found"})
             return
@@ -1287,8 +1439,10 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
             else:
                 self._json(200, {**page, "servedBy": self.node.name})
             return
-        self._json(405 if match or path.rstrip("/") == "/rest/api/content" else 404,
-                   {"statusCode": 405, "message": f"{method} not supported on {path}"})
+        self._json(
+            405 if match or path.rstrip("/") == "/rest/api/content" else 404,
+            {"statusCode": 405, "message": f"{method} not supported on {path}"},
+        )
 
     def _create_page(self, db_file: Path, body: bytes) -> None:
         try:
@@ -1301,8 +1455,17 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
         text = data.get("body", "")
         text = text if isinstance(text, str) else json.dumps(text)
         page_id = create_page(db_file, data["title"], text, self.node.name)
-        self._json(200, {"id": str(page_id), "type": "page", "title": data["title"], "body": text,
-                         "createdBy": self.node.name, "servedBy": self.node.name})
+        self._json(
+            200,
+            {
+                "id": str(page_id),
+                "type": "page",
+                "title": data["title"],
+                "body": text,
+                "createdBy": self.node.name,
+                "servedBy": self.node.name,
+            },
+        )
 
 
 # --- entry point ----------------------------------------------------------------------------------------
@@ -1310,8 +1473,12 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The lab's simulated Confluence node.")
-    parser.add_argument("--install", type=Path, default=Path(__file__).resolve().parent.parent,
-                        help="the installation directory (default: the parent of lib/)")
+    parser.add_argument(
+        "--install",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent,
+        help="the installation directory (default: the parent of lib/)",
+    )
     args = parser.parse_args(argv)
     os.umask(0o007)  # the database and shared home are shared by the node users' group
     install = Path(args.install).absolute()
@@ -1325,8 +1492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server = NodeServer(node)
     except OSError as exc:
-        node.log.write("ERROR", "catalina.Connector",
-                       f"Failed to bind {node.listen_address}:{node.install.port}: {exc}")
+        node.log.write(
+            "ERROR", "catalina.Connector", f"Failed to bind {node.listen_address}:{node.install.port}: {exc}"
+        )
         return 1
     _prepare(node)
     return node.run(server)

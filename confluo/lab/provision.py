@@ -35,8 +35,10 @@ _JDBC_URLS = {
     "mysql": "jdbc:mysql://127.0.0.1:3306/confluence?sessionVariables=transaction_isolation='READ-COMMITTED'",
 }
 _JDBC_DRIVERS = {"postgresql": "org.postgresql.Driver", "mysql": "com.mysql.cj.jdbc.Driver"}
-_DIALECTS = {"postgresql": "com.atlassian.confluence.impl.hibernate.dialect.PostgreSQLDialect",
-             "mysql": "com.atlassian.confluence.impl.hibernate.dialect.MySQLDialect"}
+_DIALECTS = {
+    "postgresql": "com.atlassian.confluence.impl.hibernate.dialect.PostgreSQLDialect",
+    "mysql": "com.atlassian.confluence.impl.hibernate.dialect.MySQLDialect",
+}
 
 
 def _db_kind(kind: str) -> str:
@@ -88,12 +90,12 @@ def _mask_comments(xml: str) -> str:
 def set_connector_address(server_xml: str, address: str) -> str:
     """Give the first live HTTP ``<Connector>`` an ``address`` attribute (replacing any existing one)."""
     for match in re.finditer(r"<Connector\b[^>]*>", _mask_comments(server_xml)):
-        tag = server_xml[match.start():match.end()]
+        tag = server_xml[match.start() : match.end()]
         if "AJP" in tag.upper():
             continue
         without = re.sub(r'\s+address\s*=\s*("[^"]*"|\'[^\']*\')', "", tag)
         new_tag = re.sub(r"^<Connector\b", f"<Connector address={quoteattr(address)}", without)
-        return server_xml[:match.start()] + new_tag + server_xml[match.end():]
+        return server_xml[: match.start()] + new_tag + server_xml[match.end() :]
     raise ValueError("server.xml has no HTTP <Connector>")
 
 
@@ -101,8 +103,11 @@ def set_node_name(setenv_sh: str, node_name: str) -> str:
     """Add ``-Dconfluence.cluster.node.name=NAME`` to CATALINA_OPTS the way administrators do."""
     option = f"-Dconfluence.cluster.node.name={node_name}"
     lines = setenv_sh.splitlines(keepends=True)
-    live = [i for i, text in enumerate(lines)
-            if not text.lstrip().startswith("#") and "-Dconfluence.cluster.node.name=" in text]
+    live = [
+        i
+        for i, text in enumerate(lines)
+        if not text.lstrip().startswith("#") and "-Dconfluence.cluster.node.name=" in text
+    ]
     if live:  # rename in place; commented examples stay as they are
         for i in live:
             lines[i] = re.sub(r"-Dconfluence\.cluster\.node\.name=[^\s\"']*", lambda _m: option, lines[i])
@@ -110,7 +115,7 @@ def set_node_name(setenv_sh: str, node_name: str) -> str:
     line = f'CATALINA_OPTS="{option} ${{CATALINA_OPTS}}"\n'
     export = re.search(r"^export CATALINA_OPTS\b", setenv_sh, flags=re.MULTILINE)
     if export:  # before the export, so the exported value has it
-        return setenv_sh[:export.start()] + line + "\n" + setenv_sh[export.start():]
+        return setenv_sh[: export.start()] + line + "\n" + setenv_sh[export.start() :]
     return setenv_sh.rstrip("\n") + "\n" + line
 
 
@@ -123,8 +128,7 @@ def set_conf_user(user_sh: str, conf_user: str) -> str:
 
 def set_confluence_home(init_properties: str, home: Path) -> str:
     """Name the home at the bottom of confluence-init.properties; comments stay, live lines are replaced."""
-    kept = [line for line in init_properties.splitlines()
-            if not re.match(r"\s*confluence\.home\s*[=:]", line)]
+    kept = [line for line in init_properties.splitlines() if not re.match(r"\s*confluence\.home\s*[=:]", line)]
     return "\n".join(kept).rstrip("\n") + f"\nconfluence.home={home}\n"
 
 
@@ -136,16 +140,24 @@ def _edit(path: Path, change: str) -> None:
 
 
 def mysql_driver_jar() -> bytes:
-    return make_jar({
-        "META-INF/MANIFEST.MF": "Manifest-Version: 1.0\r\nBundle-Name: MySQL Connector/J\r\n"
-                                "Bundle-Version: 8.3.0\r\n\r\n",
-        "META-INF/services/java.sql.Driver": "com.mysql.cj.jdbc.Driver\n",
-        "com/mysql/cj/jdbc/Driver.txt": "Placeholder for MySQL Connector/J (lab build).\n",
-    })
+    return make_jar(
+        {
+            "META-INF/MANIFEST.MF": "Manifest-Version: 1.0\r\nBundle-Name: MySQL Connector/J\r\n"
+            "Bundle-Version: 8.3.0\r\n\r\n",
+            "META-INF/services/java.sql.Driver": "com.mysql.cj.jdbc.Driver\n",
+            "com/mysql/cj/jdbc/Driver.txt": "Placeholder for MySQL Connector/J (lab build).\n",
+        }
+    )
 
 
 def customize_install(
-    install_dir: Path, *, address: str, node_name: str, conf_user: str, home: Path, db_kind: str,
+    install_dir: Path,
+    *,
+    address: str,
+    node_name: str,
+    conf_user: str,
+    home: Path,
+    db_kind: str,
 ) -> None:
     """Apply the per-node changes a production installation carries (and an upgrade must carry over)."""
     kind = _db_kind(db_kind)
@@ -166,31 +178,40 @@ def customize_install(
 
 def _cfg_xml(properties: dict[str, str], build_number: int) -> str:
     lines = [f'    <property name="{xml_escape(k)}">{xml_escape(v)}</property>' for k, v in sorted(properties.items())]
-    return "\n".join([
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        "",
-        "<confluence-configuration>",
-        "  <setupStep>complete</setupStep>",
-        "  <setupType>cluster</setupType>",
-        f"  <buildNumber>{build_number}</buildNumber>",
-        "  <properties>",
-        *lines,
-        "  </properties>",
-        "</confluence-configuration>",
-        "",
-    ])
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            "",
+            "<confluence-configuration>",
+            "  <setupStep>complete</setupStep>",
+            "  <setupType>cluster</setupType>",
+            f"  <buildNumber>{build_number}</buildNumber>",
+            "  <properties>",
+            *lines,
+            "  </properties>",
+            "</confluence-configuration>",
+            "",
+        ]
+    )
 
 
 def _existing_node_id(cfg: Path) -> str | None:
     if not cfg.is_file():
         return None
-    match = re.search(r'<property name="' + re.escape(NODE_ID_PROPERTY) + r'">([^<]+)</property>',
-                      cfg.read_text(encoding="utf-8"))
+    match = re.search(
+        r'<property name="' + re.escape(NODE_ID_PROPERTY) + r'">([^<]+)</property>', cfg.read_text(encoding="utf-8")
+    )
     return match[1] if match else None
 
 
 def create_home(
-    home: Path, *, cluster_name: str, shared_home: Path, db_file: Path, db_kind: str, build_number: int,
+    home: Path,
+    *,
+    cluster_name: str,
+    shared_home: Path,
+    db_file: Path,
+    db_kind: str,
+    build_number: int,
 ) -> None:
     """Create a set-up local home: confluence.cfg.xml of a cluster node, and logs/.
 
@@ -221,6 +242,7 @@ def write_host_marker(host_root: Path, *, name: str, address: str, http_port: in
     """Tell the node program which host it runs on (``host_root/etc/lab-host.json``)."""
     marker = host_root / HOST_MARKER
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"name": name, "address": address, "http_port": http_port}, indent=2) + "\n",
-                      encoding="utf-8")
+    marker.write_text(
+        json.dumps({"name": name, "address": address, "http_port": http_port}, indent=2) + "\n", encoding="utf-8"
+    )
     marker.chmod(0o644)

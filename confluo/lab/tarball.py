@@ -41,12 +41,14 @@ def make_jar(entries: dict[str, str]) -> bytes:
 
 
 def postgresql_jar() -> bytes:
-    return make_jar({
-        "META-INF/MANIFEST.MF": "Manifest-Version: 1.0\r\nBundle-Name: PostgreSQL JDBC Driver\r\n"
-                                "Bundle-Version: 42.7.3\r\n\r\n",
-        "META-INF/services/java.sql.Driver": "org.postgresql.Driver\n",
-        "org/postgresql/Driver.txt": "Placeholder for the PostgreSQL JDBC driver (lab build).\n",
-    })
+    return make_jar(
+        {
+            "META-INF/MANIFEST.MF": "Manifest-Version: 1.0\r\nBundle-Name: PostgreSQL JDBC Driver\r\n"
+            "Bundle-Version: 42.7.3\r\n\r\n",
+            "META-INF/services/java.sql.Driver": "org.postgresql.Driver\n",
+            "org/postgresql/Driver.txt": "Placeholder for the PostgreSQL JDBC driver (lab build).\n",
+        }
+    )
 
 
 # --- the files of a release -----------------------------------------------------------------------------
@@ -214,10 +216,13 @@ pid_running() {
 }
 """
 
-_START_SH = r"""#!/bin/bash
+_START_SH = (
+    r"""#!/bin/bash
 # Start Confluence (the lab's node program) in the background, like Tomcat's startup.sh:
 # writes work/catalina.pid, returns at once, logs to logs/catalina.out. "-fg" runs in the foreground.
-""" + _COMMON_SH + r"""
+"""
+    + _COMMON_SH
+    + r"""
 . "$INSTALL_DIR/bin/user.sh"
 
 FOREGROUND=""
@@ -290,11 +295,15 @@ nohup "${NODE[@]}" >>"$INSTALL_DIR/logs/catalina.out" 2>&1 </dev/null &
 echo "$!" > "$PID_FILE"
 echo "Tomcat started."
 """
+)
 
-_STOP_SH = r"""#!/bin/bash
+_STOP_SH = (
+    r"""#!/bin/bash
 # Stop Confluence gracefully: SIGTERM to the pid in work/catalina.pid. Returns at once; the node
 # finishes its running tasks, goes OFFLINE and removes the pid file itself.
-""" + _COMMON_SH + r"""
+"""
+    + _COMMON_SH
+    + r"""
 if [ ! -f "$PID_FILE" ]; then
     echo "PID file $PID_FILE not found: Confluence is not running."
     exit 0
@@ -313,6 +322,7 @@ fi
 echo "Cannot signal PID $PID: run this script as the user Confluence runs as, or as root." >&2
 exit 1
 """
+)
 
 _CATALINA_SH = r"""#!/bin/bash
 # A minimal catalina.sh for the lab build: start, run (foreground) and stop map to the Confluence scripts.
@@ -365,13 +375,17 @@ def _release_members(version: str) -> list[_Member]:
         text("bin/stop-confluence.sh", _STOP_SH, 0o755),
         text("bin/user.sh", _USER_SH, 0o755),
         text("conf/server.xml", _SERVER_XML),
-        text("confluence/META-INF/maven/com.atlassian.confluence/confluence-webapp/pom.properties",
-             _POM_PROPERTIES.format(version=version)),
+        text(
+            "confluence/META-INF/maven/com.atlassian.confluence/confluence-webapp/pom.properties",
+            _POM_PROPERTIES.format(version=version),
+        ),
         text("confluence/WEB-INF/classes/confluence-init.properties", _INIT_PROPERTIES),
         text("confluence/WEB-INF/classes/seraph-config.xml", _SERAPH_CONFIG),
         _Member(f"confluence/WEB-INF/lib/{POSTGRESQL_JAR}", postgresql_jar()),
         _Member("lib/confluence_node.py", node_program, 0o644),
-        _Member("logs"), _Member("temp"), _Member("work"),
+        _Member("logs"),
+        _Member("temp"),
+        _Member("work"),
     ]
 
 
@@ -431,8 +445,10 @@ def build_archive(version: str, out_dir: Path, size_mb: int = 0) -> Path:
     top = f"atlassian-confluence-{version}"
     target = out_dir / archive_name(version)
     level = 1 if size_mb > 0 else 9  # padding does not compress: don't spend CPU trying hard
-    with _atomic_output(target) as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with (
+        _atomic_output(target) as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
         _write_members(tar, top, _with_directories(members), version)
     return target

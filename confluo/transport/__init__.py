@@ -104,10 +104,6 @@ class Transport(Protocol):
         """Run a shell command line (already quoted) as the login user."""
         ...
 
-    def stream(self, local_path: str, command: str, *, timeout: float, check: bool = True) -> CommandResult:
-        """Run a command line with a local file as its stdin."""
-        ...
-
     def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
         """Stream a local file to `remote_path` (writable by the login user); return bytes sent."""
         ...

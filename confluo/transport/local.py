@@ -39,19 +39,6 @@ class LocalTransport:
             self.node, command, completed.returncode, completed.stdout, completed.stderr, started, check=check
         )
 
-    def stream(self, local_path: str, command: str, *, timeout: float, check: bool = True) -> CommandResult:
-        started = time.monotonic()
-        try:
-            with open(local_path, "rb") as source:
-                completed = subprocess.run(
-                    ["/bin/bash", "-c", command], stdin=source, capture_output=True, timeout=timeout, check=False
-                )
-        except subprocess.TimeoutExpired as exc:
-            raise CommandTimedOut(f"{self.node}: `{command}` ran past {timeout:.0f} s") from exc
-        return finished(
-            self.node, command, completed.returncode, completed.stdout, completed.stderr, started, check=check
-        )
-
     def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
         shutil.copyfile(local_path, remote_path)
         return os.path.getsize(remote_path)

@@ -148,7 +148,7 @@ class SshTransport:
             raise ConnectionLost(f"{self.node}: the SSH connection broke during `{command}`: {exc}") from exc
         return finished(self.node, command, status, stdout, stderr, started, check=check)
 
-    def stream(self, local_path: str, command: str, *, timeout: float, check: bool = True) -> CommandResult:
+    def _stream(self, local_path: str, command: str, *, timeout: float, check: bool = True) -> CommandResult:
         """Sends a file to a command's stdin on one channel: no SFTP round trips per block."""
         started = time.monotonic()
         deadline = started + timeout
@@ -170,7 +170,7 @@ class SshTransport:
         return finished(self.node, command, status, stdout, stderr, started, check=check)
 
     def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
-        self.stream(local_path, "cat > " + quote_argv([remote_path]), timeout=timeout)
+        self._stream(local_path, "cat > " + quote_argv([remote_path]), timeout=timeout)
         return os.path.getsize(local_path)
 
 
