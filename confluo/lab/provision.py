@@ -26,7 +26,7 @@ from confluo.lab.confluence_node import (
     SETENV_SH,
     WEBAPP_LIB,
 )
-from confluo.lab.tarball import make_jar
+from confluo.lab.tarball import driver_jar
 
 MYSQL_DRIVER_JAR = "mysql-connector-j-8.3.0.jar"
 DB_KINDS = ("postgresql", "mysql")
@@ -140,14 +140,7 @@ def _edit(path: Path, change: str) -> None:
 
 
 def mysql_driver_jar() -> bytes:
-    return make_jar(
-        {
-            "META-INF/MANIFEST.MF": "Manifest-Version: 1.0\r\nBundle-Name: MySQL Connector/J\r\n"
-            "Bundle-Version: 8.3.0\r\n\r\n",
-            "META-INF/services/java.sql.Driver": "com.mysql.cj.jdbc.Driver\n",
-            "com/mysql/cj/jdbc/Driver.txt": "Placeholder for MySQL Connector/J (lab build).\n",
-        }
-    )
+    return driver_jar("MySQL Connector/J", "8.3.0", "com.mysql.cj.jdbc.Driver")
 
 
 def customize_install(

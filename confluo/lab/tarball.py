@@ -40,15 +40,22 @@ def make_jar(entries: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def postgresql_jar() -> bytes:
+def driver_jar(bundle: str, version: str, driver_class: str) -> bytes:
+    """A JDBC driver jar as far as anyone looks into it: manifest, the java.sql.Driver service entry."""
+    class_file = driver_class.replace(".", "/") + ".txt"
     return make_jar(
         {
-            "META-INF/MANIFEST.MF": "Manifest-Version: 1.0\r\nBundle-Name: PostgreSQL JDBC Driver\r\n"
-            "Bundle-Version: 42.7.3\r\n\r\n",
-            "META-INF/services/java.sql.Driver": "org.postgresql.Driver\n",
-            "org/postgresql/Driver.txt": "Placeholder for the PostgreSQL JDBC driver (lab build).\n",
+            "META-INF/MANIFEST.MF": (
+                f"Manifest-Version: 1.0\r\nBundle-Name: {bundle}\r\nBundle-Version: {version}\r\n\r\n"
+            ),
+            "META-INF/services/java.sql.Driver": f"{driver_class}\n",
+            class_file: f"Placeholder for {bundle} (lab build).\n",
         }
     )
+
+
+def postgresql_jar() -> bytes:
+    return driver_jar("PostgreSQL JDBC Driver", "42.7.3", "org.postgresql.Driver")
 
 
 # --- the files of a release -----------------------------------------------------------------------------
