@@ -18,6 +18,7 @@ from confluo.plan import Facts, Plan, build_plan
 from confluo.probe import NodeFacts, probe_node
 from confluo.remote import CommandListener, Remote
 from confluo.secrets import Masker
+from confluo.steps import cluster_entry
 from confluo.transport import Transport
 from confluo.transport.local import LocalTransport
 
@@ -146,7 +147,13 @@ def cluster_status(session: Session) -> dict[str, Any]:
         facts = probe_node(session.remotes[node.name], paths, ())
         return facts.installed_version if facts.reachable else f"unreachable: {facts.error}"
 
-    versions = dict(zip([n.name for n in inventory.nodes], in_parallel(list(inventory.nodes), on_disk), strict=True))
+    # Keyed by the cluster's id of each node: names may repeat ("Not configured").
+    entries = {node.name: cluster_entry(cluster, node) for node in inventory.nodes}
+    versions = {
+        info.id: version
+        for node, version in zip(inventory.nodes, in_parallel(list(inventory.nodes), on_disk), strict=True)
+        if (info := entries[node.name]) is not None
+    }
     return {
         "v": 1,
         "state": cluster.state.value,
@@ -157,7 +164,7 @@ def cluster_status(session: Session) -> dict[str, Any]:
                 "name": info.name,
                 "state": info.state.value,
                 "version": info.version,
-                "version_on_disk": versions.get(info.name),
+                "version_on_disk": versions.get(info.id),
                 "tasks": info.tasks,
                 "users": info.active_users,
             }

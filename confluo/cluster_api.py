@@ -92,8 +92,19 @@ class ClusterInfo:
     has_finalization_tasks: bool
     nodes: tuple[NodeInfo, ...]
 
-    def node_named(self, name: str) -> NodeInfo | None:
-        return next((node for node in self.nodes if node.name == name), None)
+    def find(self, name: str, node_id: str | None = None, address: str | None = None) -> NodeInfo | None:
+        """The cluster's entry for a node: by id when known, else by a name only it has, else by its address.
+
+        Clusters whose nodes were never named list them all as "Not configured": the address tells them apart.
+        """
+        for matches in (
+            [n for n in self.nodes if node_id is not None and n.id == node_id],
+            [n for n in self.nodes if n.name == name],
+            [n for n in self.nodes if address is not None and n.ip_address == address],
+        ):
+            if len(matches) == 1:
+                return matches[0]
+        return None
 
 
 def parse_node(data: Mapping[str, Any]) -> NodeInfo:

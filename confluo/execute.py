@@ -107,7 +107,7 @@ class Executor:
         remaining = [name for name in self.plan.order]
         while remaining:
             # Re-read the load before each pick: the least busy node now, not when the plan was made.
-            name = least_busy_order(remaining, self.api.cluster())[0]
+            name = least_busy_order([self._upgrades[n].node for n in remaining], self.api.cluster())[0]
             remaining.remove(name)
             self._upgrade_node(self._upgrades[name])
 

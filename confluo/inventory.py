@@ -135,9 +135,10 @@ class NodeSettings:
 
 @dataclass(frozen=True)
 class Node(NodeSettings):
-    name: str
+    name: str  # the node's name in the cluster
     host: str
     url: str
+    cluster_id: str | None = None  # the node's id in the ZDU API, where its name does not tell it apart
 
 
 @dataclass(frozen=True)
@@ -541,7 +542,8 @@ _SETTING_KEYS = (
     "timeouts",
     "min_free_disk_mb",
 )
-_NODE_KEYS = ("name", "host", "url", *_SETTING_KEYS)
+_NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_NODE_KEYS = ("name", "id", "host", "url", *_SETTING_KEYS)
 _SSH_KEYS = ("user", "port", "key", "known_hosts", "alias", "connect_timeout_seconds")
 _INSTALL_KEYS = ("layout", "base", "path")
 _SERVICE_KEYS = ("kind", "name", "file")
@@ -758,7 +760,13 @@ def _node(entry: Mapping[object, object], index: int, defaults: _Reader, base_di
     )
     settings = _node_settings(inherited, base_dir)
     inherited_values = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
-    return Node(name=own.required_text("name"), host=_host(own, settings), url=own.url("url"), **inherited_values)
+    return Node(
+        name=own.required_text("name"),
+        host=_host(own, settings),
+        url=own.url("url"),
+        cluster_id=own.text("id", pattern=_NODE_ID, expected="a node id (letters, digits, - _ .)"),
+        **inherited_values,
+    )
 
 
 def _host(node: _Reader, settings: NodeSettings) -> str:

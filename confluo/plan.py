@@ -11,7 +11,7 @@ from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, node_paths
 from confluo.probe import NodeFacts
-from confluo.steps import PRESTAGE_STEPS, ROLLING_STEPS, NodeUpgrade, Preview, prune_candidates
+from confluo.steps import PRESTAGE_STEPS, ROLLING_STEPS, NodeUpgrade, Preview, cluster_entry, prune_candidates
 from confluo.versions import Version, rolling_upgrade_refusal
 
 # JDBC drivers Atlassian does not bundle: they must be carried from the old installation.
@@ -112,21 +112,21 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
         source_version=str(source),
         target_version=target,
         upgrades=upgrades,
-        order=least_busy_order([n.name for n in inventory.nodes], facts.cluster),
+        order=least_busy_order(inventory.nodes, facts.cluster),
         prune=_prune(inventory, upgrades, facts),
         nothing_to_do=False,
     )
 
 
-def least_busy_order(names: Sequence[str], cluster: ClusterInfo) -> tuple[str, ...]:
-    """Fewest running tasks plus active users first; the inventory's order breaks ties."""
+def least_busy_order(nodes: Sequence[Node], cluster: ClusterInfo) -> tuple[str, ...]:
+    """Names, fewest running tasks plus active users first; the inventory's order breaks ties."""
 
-    def load(item: tuple[int, str]) -> tuple[int, int]:
-        index, name = item
-        info = cluster.node_named(name)
+    def load(item: tuple[int, Node]) -> tuple[int, int]:
+        index, node = item
+        info = cluster_entry(cluster, node)
         return (info.load if info else 0, index)
 
-    return tuple(name for _, name in sorted(enumerate(names), key=load))
+    return tuple(node.name for _, node in sorted(enumerate(nodes), key=load))
 
 
 def _node_reasons(inventory: Inventory, facts: Facts) -> list[str]:
@@ -194,7 +194,7 @@ def _already_on_target(inventory: Inventory, facts: Facts, target: str) -> bool:
         cluster is not None
         and cluster.state is ClusterState.STABLE
         and all(
-            (info := cluster.node_named(node.name)) is not None and info.version == target for node in inventory.nodes
+            (info := cluster_entry(cluster, node)) is not None and info.version == target for node in inventory.nodes
         )
     )
 
@@ -210,14 +210,15 @@ def _cluster_reasons(inventory: Inventory, facts: Facts) -> list[str]:
     for info in cluster.nodes:
         if info.state is NodeState.ERROR:
             reasons.append(f"cluster node {info.name} ({info.ip_address}) is in ERROR")
-    in_cluster = {info.name for info in cluster.nodes}
-    in_inventory = {node.name for node in inventory.nodes}
-    for name in sorted(in_inventory - in_cluster):
-        reasons.append(
-            f"{name} is in the inventory but not in the cluster (cluster nodes: {', '.join(sorted(in_cluster))})"
-        )
-    for name in sorted(in_cluster - in_inventory):
-        reasons.append(f"the cluster has a node {name} that the inventory does not list")
+    matched = {node.name: cluster_entry(cluster, node) for node in inventory.nodes}
+    listing = ", ".join(f"{info.name} ({info.ip_address}, id {info.id})" for info in cluster.nodes)
+    for name, entry in matched.items():
+        if entry is None:
+            reasons.append(f"{name} is in the inventory but not in the cluster (cluster nodes: {listing})")
+    known_ids = {entry.id for entry in matched.values() if entry is not None}
+    for info in cluster.nodes:
+        if info.id not in known_ids:
+            reasons.append(f"the cluster has a node {info.name} ({info.ip_address}) that the inventory does not list")
     return reasons
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluo import configfiles
-from confluo.cluster_api import ApiError, ClusterApi, NodeState, StatusState, node_status
+from confluo.cluster_api import ApiError, ClusterApi, ClusterInfo, NodeInfo, NodeState, StatusState, node_status
 from confluo.errors import ConfluoError, ExitCode
 from confluo.inventory import Node
 from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, RUNTIME_DIRS, WEBINF_LIB, NodePaths
@@ -124,6 +124,11 @@ def _test(ctx: StepContext, script: str, *args: str) -> bool:
     """A read-only check on the node: true when the shell snippet exits 0."""
     line = quote_argv(["bash", "-c", script, "confluo-check", *args])
     return ctx.remote.shell(line, timeout=60, check=False).ok
+
+
+def cluster_entry(cluster: ClusterInfo, node: Node) -> NodeInfo | None:
+    """The node as the cluster lists it (see ClusterInfo.find)."""
+    return cluster.find(node.name, node.cluster_id, node.host)
 
 
 def _process_alive(ctx: StepContext, pid_file: str) -> bool:
@@ -263,7 +268,7 @@ class StopNode(Step):
 
     def _offline_in_cluster(self, ctx: StepContext) -> bool:
         try:
-            info = ctx.api.cluster().node_named(self.u.node.name)
+            info = cluster_entry(ctx.api.cluster(), self.u.node)
         except ApiError:
             return False  # not known yet: keep waiting, within the deadline
         return info is None or info.state is NodeState.OFFLINE
@@ -456,7 +461,7 @@ class StartNode(Step):
     def _observe(self, ctx: StepContext) -> tuple[StatusState, NodeState | None, str | None]:
         status = node_status(self.u.node.url, verify_tls=ctx.api.verify_tls)
         try:
-            info = ctx.api.cluster().node_named(self.u.node.name)
+            info = cluster_entry(ctx.api.cluster(), self.u.node)
         except ApiError:
             return status, None, None  # a passing API error is no verdict on this node; the deadline is
         return status, (info.state if info else None), (info.version if info else None)

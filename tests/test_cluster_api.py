@@ -1,4 +1,7 @@
+from pathlib import Path
+
 from confluo.cluster_api import ClusterState, NodeState, StatusState, parse_cluster, parse_node
+from confluo.inventory import load_inventory
 from confluo.plan import least_busy_order
 from confluo.steps import prune_candidates
 
@@ -46,7 +49,7 @@ def test_parse_cluster_reads_the_documented_fields() -> None:
     assert cluster.state is ClusterState.READY_TO_UPGRADE
     assert cluster.upgrade_mode is True
     assert cluster.original_version == "9.2.13"
-    node1 = cluster.node_named("node1")
+    node1 = cluster.find("node1")
     assert node1 is not None and (node1.tasks, node1.active_users, node1.load) == (5, 12, 17)
 
 
@@ -61,8 +64,26 @@ def test_missing_name_reads_as_not_configured_like_confluence() -> None:
 
 
 def test_least_busy_node_comes_first_and_ties_keep_inventory_order() -> None:
-    cluster = parse_cluster(CLUSTER)
-    assert least_busy_order(["node1", "node2", "node3"], cluster) == ("node2", "node3", "node1")
+    nodes = load_inventory(Path(__file__).parent.parent / "inventory.sample.yaml").nodes
+    assert [n.name for n in nodes] == ["node1", "node2", "node3"]
+    assert least_busy_order(nodes, parse_cluster(CLUSTER)) == ("node2", "node3", "node1")
+
+
+def test_find_matches_by_id_then_by_a_unique_name_then_by_address() -> None:
+    unnamed = {
+        "nodes": [
+            {"id": "a1", "ipAddress": "10.0.0.1", "state": "ACTIVE"},
+            {"id": "b2", "ipAddress": "10.0.0.2", "state": "ACTIVE"},
+            {"id": "c3", "name": "node3", "ipAddress": "10.0.0.3", "state": "ACTIVE"},
+        ]
+    }
+    cluster = parse_cluster(unnamed)
+    assert [n.name for n in cluster.nodes] == ["Not configured", "Not configured", "node3"]
+    assert cluster.find("node1", node_id="b2").id == "b2"  # type: ignore[union-attr]
+    assert cluster.find("node3").id == "c3"  # type: ignore[union-attr]
+    assert cluster.find("Not configured") is None, "two nodes share the name: it decides nothing"
+    assert cluster.find("Not configured", address="10.0.0.2").id == "b2"  # type: ignore[union-attr]
+    assert cluster.find("node9", address="10.9.9.9") is None
 
 
 def test_prune_keeps_the_installation_in_use_and_the_previous_one() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from labkit import LabHandle, start_lab
+from labkit import LabHandle, start_lab, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -408,3 +408,31 @@ def test_status_shows_the_cluster_and_every_node_from_the_api_and_the_disk(share
     assert (rows["node2"]["tasks"], rows["node2"]["users"]) == (4, 7)
     table = confluo("status", "-i", str(shared_lab.inventory))
     assert "STABLE, upgrade mode off" in table.stdout and "node3" in table.stdout
+
+
+def test_a_cluster_whose_nodes_were_never_named_is_matched_by_address(lab: LabHandle) -> None:
+    for node in lab.status()["nodes"]:
+        setenv = Path(node["install_dir"]) / "bin/setenv.sh"
+        setenv.write_text("\n".join(l for l in setenv.read_text().splitlines() if "cluster.node.name" not in l) + "\n")
+        lab.stop_node(node["name"])
+    for name in ("node1", "node2", "node3"):
+        lab.wait_for_state(name, "OFFLINE")
+        lab.start_node(name)
+    _, user, password = lab.api
+
+    def cluster() -> dict[str, Any]:
+        response = httpx.get(lab.lb_url + "/rest/zdu/cluster", auth=(user, password))
+        return response.json() if response.status_code == 200 else {"nodes": []}
+
+    wait_until(
+        lambda: [(n["name"], n["state"]) for n in cluster()["nodes"]] == [("Not configured", "ACTIVE")] * 3,
+        30,
+        "three unnamed nodes in the cluster",
+    )
+    result = confluo("upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    final = cluster()
+    assert final["state"] == "STABLE"
+    assert sorted((n["ipAddress"], n["version"], n["state"]) for n in final["nodes"]) == [
+        (f"127.0.{lab.record.slot}.{10 + k}", NEXT, "ACTIVE") for k in (1, 2, 3)
+    ]
