@@ -413,7 +413,8 @@ def test_status_shows_the_cluster_and_every_node_from_the_api_and_the_disk(share
 def test_a_cluster_whose_nodes_were_never_named_is_matched_by_address(lab: LabHandle) -> None:
     for node in lab.status()["nodes"]:
         setenv = Path(node["install_dir"]) / "bin/setenv.sh"
-        setenv.write_text("\n".join(l for l in setenv.read_text().splitlines() if "cluster.node.name" not in l) + "\n")
+        kept = [line for line in setenv.read_text().splitlines() if "cluster.node.name" not in line]
+        setenv.write_text("\n".join(kept) + "\n")
         lab.stop_node(node["name"])
     for name in ("node1", "node2", "node3"):
         lab.wait_for_state(name, "OFFLINE")
