@@ -20,6 +20,7 @@ from confluo.app import Session, cluster_status, make_plan, open_session
 from confluo.errors import ConfluoError, ExitCode, NeedsConfirmation
 from confluo.execute import Executor, RunReport
 from confluo.lab.cli import lab
+from confluo.lock import cluster_lock
 from confluo.secrets import Masker
 from confluo.ui import CommandLog, JsonLines, LiveView, PlainLines, plan_as_json, plan_as_text, status_table
 
@@ -84,7 +85,10 @@ def upgrade(
     """Upgrade the cluster, one node at a time, without downtime."""
     masker = Masker()
     log = CommandLog(log_file or _default_log_path(), masker)
-    with _session(inventory_path, target_version, accept_new_host_keys, log, masker) as session:
+    with (
+        _session(inventory_path, target_version, accept_new_host_keys, log, masker) as session,
+        cluster_lock(session.inventory.cluster.api_url),
+    ):
         session.events.subscribe(log.event)
         the_plan, _ = make_plan(session)
         if the_plan.nothing_to_do:
