@@ -23,9 +23,11 @@ def test_a_second_run_against_the_same_cluster_is_refused_while_the_first_holds_
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(RefusedError, match=f"pid {holder.pid}") as refused:
-            with cluster_lock("https://confluence.example.com", tmp_path):
-                pass
+        with (
+            pytest.raises(RefusedError, match=f"pid {holder.pid}") as refused,
+            cluster_lock("https://confluence.example.com", tmp_path),
+        ):
+            pass
         assert refused.value.exit_code is ExitCode.REFUSED
         with cluster_lock("https://other.example.com", tmp_path):
             pass  # another cluster is not blocked
