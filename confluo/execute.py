@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from confluo.cluster_api import ClusterApi, ClusterState, InvalidTransition
+from confluo.cluster_api import ApiError, ClusterApi, ClusterInfo, ClusterState, InvalidTransition
 from confluo.errors import ConfluoError, StepFailed
 from confluo.events import EventBus
 from confluo.parallel import in_parallel
@@ -25,6 +25,7 @@ from confluo.steps import (
 from confluo.transport import CommandFailed, ConnectionFailed, ConnectionLost, TransportError
 
 POLL_SECONDS = 0.1
+TRANSITION_ATTEMPTS = 4
 RECONNECT_PAUSES = (1.0, 2.0, 4.0, 8.0)  # then the step fails: about 15 s without SSH
 
 
@@ -94,8 +95,9 @@ class Executor:
             self.events.emit("phase_skipped", "upgrade mode is already on", phase="upgrade mode")
             return
         self.events.emit("phase_started", "enabling upgrade mode", phase="upgrade mode")
-        _transition(
+        self._transition(
             self.api.start_upgrade,
+            lambda cluster: cluster.upgrade_mode,
             "enable upgrade mode",
             "POST /rest/zdu/start",
             "the cluster changed state since the preflight; `confluo status` shows it",
@@ -107,7 +109,9 @@ class Executor:
         remaining = [name for name in self.plan.order]
         while remaining:
             # Re-read the load before each pick: the least busy node now, not when the plan was made.
-            name = least_busy_order([self._upgrades[n].node for n in remaining], self.api.cluster())[0]
+            cluster = self._cluster_or_none()
+            nodes = [self._upgrades[n].node for n in remaining]
+            name = least_busy_order(nodes, cluster)[0] if cluster else remaining[0]
             remaining.remove(name)
             self._upgrade_node(self._upgrades[name])
 
@@ -136,14 +140,50 @@ class Executor:
             return
         self.events.emit("phase_started", "finalizing: running the upgrade tasks", phase="finalize")
         self._wait_cluster({ClusterState.READY_TO_RUN_UPGRADE_TASKS}, self._api_wait(), "finalize")
-        _transition(
+        self._transition(
             self.api.approve_upgrade,
+            lambda cluster: not cluster.upgrade_mode,
             "finalize",
             "POST /rest/zdu/approve",
             "the cluster is not READY_TO_RUN_UPGRADE_TASKS; `confluo status` shows which node differs",
         )
         self._wait_cluster({ClusterState.STABLE}, timeout, "finalize")
         self.events.emit("phase_done", "upgrade finalized; upgrade mode is off", phase="finalize")
+
+    def _transition(
+        self, call: Callable[[], object], happened: Callable[[ClusterInfo], bool], step: str, request: str, hint: str
+    ) -> None:
+        """A ZDU state change. 409: the cluster is not in the state the call needs. Any other failure may have
+        happened after the change took effect (the node behind the load balancer failed as it answered): the
+        cluster is asked, and the call repeated only if the change did not happen."""
+        for attempt in range(1, TRANSITION_ATTEMPTS + 1):
+            try:
+                call()
+                return
+            except InvalidTransition as exc:
+                raise StepFailed(
+                    node="cluster", step=step, command=request, exit_status=409, output_tail="", hint=hint
+                ) from exc
+            except ApiError as exc:
+                if self._reached(happened):
+                    return
+                if attempt == TRANSITION_ATTEMPTS:
+                    raise StepFailed(
+                        node="cluster", step=step, command=request, exit_status=None, output_tail=exc.message, hint=hint
+                    ) from exc
+                self.events.emit("waiting", f"{request} failed ({exc.message}); trying again", phase=step)
+                time.sleep(POLL_SECONDS * 5 * attempt)
+
+    def _reached(self, happened: Callable[[ClusterInfo], bool]) -> bool:
+        cluster = self._cluster_or_none()
+        return cluster is not None and happened(cluster)
+
+    def _cluster_or_none(self) -> ClusterInfo | None:
+        """The cluster now, or None while its API fails (the callers wait, within their deadlines)."""
+        try:
+            return self.api.cluster()
+        except ApiError:
+            return None
 
     def _api_wait(self) -> float:
         """How long the cluster may take to reflect a change every node has already made."""
@@ -206,7 +246,8 @@ class Executor:
     def _wait_cluster(self, wanted: set[ClusterState], timeout: float, phase: str) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            state = self.api.cluster().state
+            cluster = self._cluster_or_none()
+            state = cluster.state if cluster else ClusterState.UNKNOWN
             if state in wanted:
                 return
             if state is ClusterState.UPGRADE_TASKS_FAILED:
@@ -242,16 +283,6 @@ def _step_failed(step: Step, exc: ConfluoError) -> StepFailed:
     return StepFailed(
         node=step.u.node.name, step=step.name, command=command, exit_status=status, output_tail=tail, hint=hint
     )
-
-
-def _transition(call: Callable[[], object], step: str, request: str, hint: str) -> None:
-    """A ZDU state change; 409 means the cluster is not in the state the call needs."""
-    try:
-        call()
-    except InvalidTransition as exc:
-        raise StepFailed(
-            node="cluster", step=step, command=request, exit_status=409, output_tail="", hint=hint
-        ) from exc
 
 
 def _deadline_for(step: Step) -> float | None:

@@ -437,3 +437,13 @@ def test_a_cluster_whose_nodes_were_never_named_is_matched_by_address(lab: LabHa
     assert sorted((n["ipAddress"], n["version"], n["state"]) for n in final["nodes"]) == [
         (f"127.0.{lab.record.slot}.{10 + k}", NEXT, "ACTIVE") for k in (1, 2, 3)
     ]
+
+
+def test_a_node_whose_api_fails_behind_the_load_balancer_does_not_stop_the_upgrade(lab: LabHandle) -> None:
+    lab.fault("node2", "api-500")  # a third of the API calls through HAProxy now answer 500
+    result = confluo("upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lab.fault("node2", "clear")
+    status = lab.status()
+    assert status["cluster"]["state"] == "STABLE"
+    assert [(n["state"], n["version"]) for n in status["nodes"]] == [("ACTIVE", NEXT)] * 3
