@@ -59,7 +59,7 @@ cli.add_command(lab)
 @accept_new_option
 def plan(inventory_path: Path, target_version: str | None, as_json: bool, accept_new_host_keys: bool) -> None:
     """Probe every node and the cluster for real, and print the ordered plan. Changes nothing."""
-    with _session(inventory_path, target_version, accept_new_host_keys) as session:
+    with _session(inventory_path, target_version, accept_new_host_keys, as_json=as_json) as session:
         the_plan, facts = make_plan(session)
         if as_json:
             click.echo(json.dumps(plan_as_json(the_plan, facts), indent=2))
@@ -86,7 +86,7 @@ def upgrade(
     masker = Masker()
     log = CommandLog(log_file or _default_log_path(), masker)
     with (
-        _session(inventory_path, target_version, accept_new_host_keys, log, masker) as session,
+        _session(inventory_path, target_version, accept_new_host_keys, log, masker, as_json) as session,
         cluster_lock(session.inventory.cluster.api_url),
     ):
         session.events.subscribe(log.event)
@@ -108,7 +108,7 @@ def upgrade(
 @accept_new_option
 def status(inventory_path: Path, as_json: bool, accept_new_host_keys: bool) -> None:
     """The cluster's state, upgrade mode, and every node as the API and the hosts see it."""
-    with _session(inventory_path, None, accept_new_host_keys) as session:
+    with _session(inventory_path, None, accept_new_host_keys, as_json=as_json) as session:
         report = cluster_status(session)
         if as_json:
             click.echo(json.dumps(report, indent=2))
@@ -126,8 +126,15 @@ def _session(
     accept_new_host_keys: bool,
     log: CommandLog | None = None,
     masker: Masker | None = None,
+    as_json: bool = False,
 ) -> Iterator[Session]:
+    """Opens the session and turns every way a command can end into its message, its hint and its exit code."""
+    masker = masker or Masker()
     session = None
+
+    def fail(code: ExitCode, message: str, hint: str | None) -> NoReturn:
+        _fail(code, masker.mask(message), masker.mask(hint) if hint else None, log, as_json)
+
     try:
         session = open_session(
             inventory_path,
@@ -138,9 +145,9 @@ def _session(
         )
         yield session
     except ConfluoError as exc:
-        _fail(exc.exit_code, exc.message, exc.hint)
+        fail(exc.exit_code, exc.message, exc.hint)
     except KeyboardInterrupt:
-        _fail(
+        fail(
             ExitCode.INTERRUPTED,
             "interrupted",
             "no step was left half-done on disk (a new installation appears only once complete), but upgrade mode "
@@ -151,11 +158,7 @@ def _session(
     except Exception as exc:
         if log is not None:
             log.event_text(traceback.format_exc())
-        _fail(
-            ExitCode.INTERNAL,
-            f"internal error: {type(exc).__name__}: {exc}",
-            "please report this with the log file",
-        )
+        fail(ExitCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}", "please report this with the log file")
     finally:
         if session is not None:
             session.close()
@@ -163,7 +166,13 @@ def _session(
             log.close()
 
 
-def _fail(code: ExitCode, message: str, hint: str | None) -> NoReturn:
+def _fail(code: ExitCode, message: str, hint: str | None, log: CommandLog | None, as_json: bool) -> NoReturn:
+    """The end of a run that did not succeed: on stderr, in the log, and as the last JSON event with --json."""
+    if log is not None:
+        log.event_text(f"error (exit {int(code)}): {message}" + (f"\nhint: {hint}" if hint else ""))
+    if as_json:
+        record = {"v": 1, "event": "run_finished", "result": code.name.lower(), "exit_code": int(code)}
+        click.echo(json.dumps({**record, "message": message, "hint": hint}, separators=(",", ":")))
     click.secho(f"error: {message}", fg="red", err=True)
     if hint:
         click.secho(f"hint: {hint}", fg="yellow", err=True)

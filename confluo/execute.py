@@ -1,5 +1,6 @@
 """Carries out a Plan: the only place that changes anything. Every wait has a deadline; every step first asks
-the node whether it is already done, so running the same upgrade again picks up where it stopped."""
+the node whether it is already done, so a step repeated after a lost connection, or a run repeated after a failure
+in pre-staging, does only what is left."""
 
 from __future__ import annotations
 
