@@ -215,6 +215,13 @@ def _cluster_reasons(inventory: Inventory, facts: Facts) -> list[str]:
     for name, entry in matched.items():
         if entry is None:
             reasons.append(f"{name} is in the inventory but not in the cluster (cluster nodes: {listing})")
+    for found in facts.nodes:
+        entry = matched.get(found.node)
+        if entry is not None and found.installed_version and entry.version != found.installed_version:
+            reasons.append(
+                f"{found.node} runs {entry.version} but {found.installed_version} is installed: it was not "
+                "restarted since its installation changed"
+            )
     known_ids = {entry.id for entry in matched.values() if entry is not None}
     for info in cluster.nodes:
         if info.id not in known_ids:

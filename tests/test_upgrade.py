@@ -469,3 +469,19 @@ def test_postgresql_cluster_behind_nginx_needs_no_driver_copy(lab_factory: Any) 
     # Open-source nginx only notices a stopped node when a request to it fails; until confluo drains nodes in
     # the load balancer, some requests see 502. The pages keep being served by the other nodes all the same.
     assert traffic.ok > 20 and traffic.ok > 5 * traffic.failed, traffic.errors
+
+
+def test_refuses_a_node_whose_installation_changed_without_a_restart(shared_lab: LabHandle) -> None:
+    base = Path(shared_lab.node("node1")["install_dir"]).parent
+    pom = "confluence/META-INF/maven/com.atlassian.confluence/confluence-webapp/pom.properties"
+    shutil.copytree(base / "9.2.13", base / "9.2.12", symlinks=True)
+    (base / "9.2.12" / pom).write_text((base / "9.2.12" / pom).read_text().replace("9.2.13", "9.2.12"))
+    (base / "current").unlink()
+    (base / "current").symlink_to(base / "9.2.12")
+    try:
+        message = refused(shared_lab, shared_lab.inventory)
+    finally:
+        (base / "current").unlink()
+        (base / "current").symlink_to(base / "9.2.13")
+        shutil.rmtree(base / "9.2.12")
+    assert "node1 runs 9.2.13 but 9.2.12 is installed" in message
