@@ -485,3 +485,15 @@ def test_refuses_a_node_whose_installation_changed_without_a_restart(shared_lab:
         (base / "current").symlink_to(base / "9.2.13")
         shutil.rmtree(base / "9.2.12")
     assert "node1 runs 9.2.13 but 9.2.12 is installed" in message
+
+
+def test_a_node_that_hangs_while_starting_halts_at_its_deadline(lab: LabHandle, tmp_path: Path) -> None:
+    lab.set("node2", tasks=9)
+    lab.set("node3", tasks=9)
+    lab.fault("node1", "hang-start")
+    inventory = variant(lab, tmp_path, lambda doc: doc["defaults"]["timeouts"].update(start_seconds=3))
+    result = confluo("upgrade", "-i", str(inventory), "--to", NEXT, "--yes")
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert f"node1: not ACTIVE on {NEXT} within 3 s" in result.stderr and "STARTING" in result.stderr
+    others = [n for n in lab.status()["nodes"] if n["name"] != "node1"]
+    assert [(n["state"], n["version"]) for n in others] == [("ACTIVE", "9.2.13")] * 2
