@@ -497,3 +497,22 @@ def test_a_node_that_hangs_while_starting_halts_at_its_deadline(lab: LabHandle, 
     assert f"node1: not ACTIVE on {NEXT} within 3 s" in result.stderr and "STARTING" in result.stderr
     others = [n for n in lab.status()["nodes"] if n["name"] != "node1"]
     assert [(n["state"], n["version"]) for n in others] == [("ACTIVE", "9.2.13")] * 2
+
+
+def test_a_node_that_crashes_while_it_waits_its_turn_is_upgraded_and_started(lab: LabHandle) -> None:
+    lab.set("node2", tasks=1)
+    lab.set("node3", tasks=2)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "confluo", "upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if json.loads(line).get("event") == "node_done":
+            lab.fault("node3", "crash")
+            break
+    process.stdout.read()
+    assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
+    status = lab.status()
+    assert status["cluster"]["state"] == "STABLE"
+    assert [(n["state"], n["version"]) for n in status["nodes"]] == [("ACTIVE", NEXT)] * 3
