@@ -255,6 +255,7 @@ def _node_upgrade(inventory: Inventory, node: Node, found: NodeFacts, archive: A
         drivers=drivers,
         stock_files=archive.stock_files,
         old_files={rel: text for rel, text in found.files.items() if rel != INIT_PROPERTIES},
+        login_user=found.login_user,
     )
 
 

@@ -21,6 +21,7 @@ _PROBE_SCRIPT = r"""
 current=$1; new=$2; home=$3; staged=$4; privileged=$5; service=$6; shift 6
 case $staged in /*) ;; *) staged=$HOME/$staged ;; esac
 echo "@@login_home"; printf '%s\n' "$HOME"
+echo "@@login_user"; id -un
 if [ -n "$service" ] && [ -f "$service" ]; then
   echo "@@file __SERVICE__"; base64 -w0 "$service"; echo
   # A plain installation is the one the service names: the first path in it that holds bin/start-confluence.sh.
@@ -69,6 +70,7 @@ class NodeFacts:
     node: str
     error: str | None = None
     login_home: str = ""
+    login_user: str | None = None
     old_install: str | None = None
     installed_version: str | None = None
     new_install_version: str | None = None
@@ -124,6 +126,7 @@ def parse_probe(node: str, output: str) -> NodeFacts:
     return NodeFacts(
         node=node,
         login_home=one("login_home") or "",
+        login_user=one("login_user"),
         old_install=one("old_install"),
         installed_version=one("installed_version"),
         new_install_version=one("new_version"),
@@ -161,4 +164,6 @@ def probe_node(remote: Remote, paths: NodePaths, customizations: Sequence[str]) 
         # Only stderr: stdout carries file contents, which may hold secrets.
         detail = "\n".join(result.stderr.strip().splitlines()[-5:]) or "its output ended early"
         return NodeFacts(node=remote.node.name, error=f"probe failed (exit {result.exit_status}): {detail}")
-    return parse_probe(remote.node.name, result.stdout)
+    facts = parse_probe(remote.node.name, result.stdout)
+    remote.login_user = facts.login_user
+    return facts

@@ -49,11 +49,12 @@ class Command:
     as_run_user: bool = False
     stdout_to_null: bool = False
 
-    def line(self, node: Node) -> str:
+    def line(self, node: Node, login_user: str | None = None) -> str:
+        """`login_user`: who SSH logs in as, when known (an ssh_config alias may name it, not the inventory)."""
         prefix: tuple[str, ...] = ()
         if self.root and node.sudo:
             prefix = ("sudo", "-n")
-        elif self.as_run_user and node.run_as and node.run_as != node.ssh.user:
+        elif self.as_run_user and node.run_as and node.run_as != (login_user or node.ssh.user):
             prefix = ("sudo", "-n", "-u", node.run_as)
         text = quote_argv(prefix + self.argv)
         return text + " >/dev/null" if self.stdout_to_null else text
@@ -82,12 +83,13 @@ class Remote:
     def __init__(self, node: Node, transport: Transport, listeners: Sequence[CommandListener] = ()) -> None:
         self.node = node
         self.transport = transport
+        self.login_user: str | None = None  # learned by the probe
         self._listeners = tuple(listeners)
 
     def run(
         self, command: Command, *, stdin: bytes | None = None, timeout: float = 120.0, check: bool = True
     ) -> CommandResult:
-        return self.shell(command.line(self.node), stdin=stdin, timeout=timeout, check=check)
+        return self.shell(command.line(self.node, self.login_user), stdin=stdin, timeout=timeout, check=check)
 
     def _reported(self, result: CommandResult, check: bool = True) -> CommandResult:
         for listener in self._listeners:

@@ -79,6 +79,7 @@ class NodeUpgrade:
     drivers: tuple[str, ...]  # JDBC driver jars to carry over
     stock_files: dict[str, str] = field(default_factory=dict)
     old_files: dict[str, str] = field(default_factory=dict)
+    login_user: str | None = None
 
     def old(self, relative: str) -> str:
         return posixpath.join(self.old_install, relative)
@@ -163,7 +164,7 @@ class TransferArchive(Step):
         )
 
     def preview(self) -> Preview:
-        mkdir, verify, move = (c.line(self.u.node) for c in self._commands())
+        mkdir, verify, move = (c.line(self.u.node, self.u.login_user) for c in self._commands())
         sending = f"(send {self.u.local_archive}, {self.u.archive_bytes} bytes, into {self._partial()})"
         return Preview(commands=(mkdir, sending, verify, move))
 
@@ -216,7 +217,7 @@ class ExtractRelease(Step):
         return tuple(commands)
 
     def preview(self) -> Preview:
-        return Preview(commands=tuple(c.line(self.u.node) for c in self._commands()))
+        return Preview(commands=tuple(c.line(self.u.node, self.u.login_user) for c in self._commands()))
 
     def is_done(self, ctx: StepContext) -> bool:
         return _test(
@@ -259,7 +260,7 @@ class StopNode(Step):
 
     def preview(self) -> Preview:
         return Preview(
-            commands=(self._command().line(self.u.node),),
+            commands=(self._command().line(self.u.node, self.u.login_user),),
             waits=(
                 f"the process in {self.u.old(PID_FILE)} exits and the cluster shows {self.u.node.name} OFFLINE "
                 f"(deadline {self.u.node.timeouts.stop_seconds:.0f} s)",
@@ -309,7 +310,10 @@ class PointHome(Step):
         stock = self.u.stock_files.get(INIT_PROPERTIES, "")
         diff = configfiles.unified_diff(INIT_PROPERTIES, stock, self._content())
         return Preview(
-            commands=(write_file_command(self.u.new(INIT_PROPERTIES)).line(self.u.node) + " <<< (the file below)",),
+            commands=(
+                write_file_command(self.u.new(INIT_PROPERTIES)).line(self.u.node, self.u.login_user)
+                + " <<< (the file below)",
+            ),
             files=(FileChange(self.u.new(INIT_PROPERTIES), diff),),
         )
 
@@ -337,7 +341,7 @@ class CopyDriver(Step):
         )
 
     def preview(self) -> Preview:
-        return Preview(commands=tuple(c.line(self.u.node) for c in self._commands()))
+        return Preview(commands=tuple(c.line(self.u.node, self.u.login_user) for c in self._commands()))
 
     def is_done(self, ctx: StepContext) -> bool:
         return all(_test(ctx, '[ -f "$1" ]', self.u.new(posixpath.join(WEBINF_LIB, jar))) for jar in self.u.drivers)
@@ -356,7 +360,7 @@ class CarryCustomizations(Step):
 
     def preview(self) -> Preview:
         files = tuple(FileChange(self.u.new(rel), self._diff(rel)) for rel in self.u.customizations)
-        return Preview(commands=tuple(c.line(self.u.node) for c in self._commands()), files=files)
+        return Preview(commands=tuple(c.line(self.u.node, self.u.login_user) for c in self._commands()), files=files)
 
     def _diff(self, rel: str) -> str:
         if rel not in self.u.old_files:
@@ -396,10 +400,14 @@ class Repoint(Step):
 
     def preview(self) -> Preview:
         if self.u.paths.current_link is not None:
-            return Preview(commands=tuple(c.line(self.u.node) for c in self._link_commands(self.u.paths.new_install)))
+            return Preview(
+                commands=tuple(
+                    c.line(self.u.node, self.u.login_user) for c in self._link_commands(self.u.paths.new_install)
+                )
+            )
         before = self.u.old_files.get(SERVICE_FILE_KEY, "")
         after = configfiles.repoint(before, self.u.old_install, self.u.paths.new_install)
-        lines = [c.line(self.u.node) for c in self._rewrite_commands()]
+        lines = [c.line(self.u.node, self.u.login_user) for c in self._rewrite_commands()]
         lines[0] += " <<< (the file below)"
         diff = configfiles.unified_diff(self._definition(), before, after)
         return Preview(commands=tuple(lines), files=(FileChange(self._definition(), diff),))
@@ -451,7 +459,7 @@ class StartNode(Step):
 
     def preview(self) -> Preview:
         return Preview(
-            commands=(self._command().line(self.u.node),),
+            commands=(self._command().line(self.u.node, self.u.login_user),),
             waits=(
                 f"{self.u.node.url}/status says RUNNING and the cluster shows {self.u.node.name} ACTIVE on "
                 f"{self.u.target_version} (deadline {self.u.node.timeouts.start_seconds:.0f} s)",

@@ -516,3 +516,36 @@ def test_a_node_that_crashes_while_it_waits_its_turn_is_upgraded_and_started(lab
     status = lab.status()
     assert status["cluster"]["state"] == "STABLE"
     assert [(n["state"], n["version"]) for n in status["nodes"]] == [("ACTIVE", NEXT)] * 3
+
+
+def test_nodes_reached_through_aliases_from_the_users_ssh_config(lab: LabHandle, tmp_path: Path) -> None:
+    """Host, login user and key come from ~/.ssh/config; confluo learns the login user from the node."""
+    record = lab.record
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    config = "".join(
+        f"Host lab-{node.name}\n  HostName {node.address}\n  User {node.user}\n  IdentityFile {record.client_key}\n"
+        for node in record.nodes
+    )
+    (home / ".ssh" / "config").write_text(config)
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["defaults"]["ssh"].pop("key")
+        for node in doc["nodes"]:
+            node["ssh"] = {"alias": f"lab-{node['name']}"}
+            node.pop("host")
+
+    inventory = variant(lab, tmp_path, change)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "confluo", *args, "-i", str(inventory)],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(home)},
+        )  # fmt: skip
+
+    plan = run("plan")
+    assert plan.returncode == 0, plan.stderr
+    assert "/current/bin/stop-confluence.sh" in plan.stdout and "sudo -n -u" not in plan.stdout
+    upgrade = run("upgrade", "--yes")
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3
