@@ -8,7 +8,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from confluo.cluster_api import ApiError, ClusterApi, ClusterInfo, ClusterState, InvalidTransition
+from confluo.cluster_api import (
+    ApiError,
+    ClusterApi,
+    ClusterInfo,
+    ClusterState,
+    InvalidTransition,
+    NodeState,
+    StatusState,
+    node_status,
+)
 from confluo.errors import ConfluoError, StepFailed
 from confluo.events import EventBus
 from confluo.parallel import in_parallel
@@ -21,6 +30,7 @@ from confluo.steps import (
     Step,
     StepContext,
     TransferArchive,
+    cluster_entry,
     prune_command,
 )
 from confluo.transport import CommandFailed, ConnectionFailed, ConnectionLost, TransportError
@@ -109,12 +119,45 @@ class Executor:
     def _roll(self) -> None:
         remaining = [name for name in self.plan.order]
         while remaining:
-            # Re-read the load before each pick: the least busy node now, not when the plan was made.
-            cluster = self._cluster_or_none()
-            nodes = [self._upgrades[n].node for n in remaining]
-            name = least_busy_order(nodes, cluster)[0] if cluster else remaining[0]
+            name = self._pick(remaining)
             remaining.remove(name)
             self._upgrade_node(self._upgrades[name])
+
+    def _pick(self, remaining: list[str]) -> str:
+        """The next node: one that serves nobody now (upgrading it costs no capacity), else the least busy, read
+        again now. A serving node is taken out only while every other node serves: never two out at once."""
+        deadline = time.monotonic() + max(u.node.timeouts.start_seconds for u in self.plan.upgrades)
+        while True:
+            cluster = self._cluster_or_none()
+            down = self._not_serving(cluster)
+            nodes = [self._upgrades[n].node for n in remaining]
+            name = least_busy_order(nodes, cluster, down)[0] if cluster else remaining[0]
+            others_down = sorted(down - {name})
+            if name in down or not others_down:
+                return name
+            if time.monotonic() > deadline:
+                raise StepFailed(
+                    node=name,
+                    step="keep capacity",
+                    command=None,
+                    exit_status=None,
+                    output_tail=f"not stopped: {', '.join(others_down)} not serving, so stopping {name} would take "
+                    "a second node out of service",
+                    hint="bring the other node back (its logs say why it stopped); `confluo status` shows the cluster",
+                )
+            self.events.emit("waiting", f"before {name}: {', '.join(others_down)} not serving", node=name)
+            time.sleep(POLL_SECONDS)
+
+    def _not_serving(self, cluster: ClusterInfo | None) -> set[str]:
+        """Nodes not ACTIVE in the cluster or not RUNNING on /status: the cluster notices a crash only later."""
+        nodes = [u.node for u in self.plan.upgrades]
+        statuses = in_parallel(nodes, lambda n: node_status(n.url, timeout=2, verify_tls=self.api.verify_tls))
+        down = set()
+        for node, status in zip(nodes, statuses, strict=True):
+            entry = cluster_entry(cluster, node) if cluster else None
+            if status is not StatusState.RUNNING or entry is None or entry.state is not NodeState.ACTIVE:
+                down.add(node.name)
+        return down
 
     def _upgrade_node(self, upgrade: NodeUpgrade) -> None:
         name = upgrade.node.name

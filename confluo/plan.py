@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from confluo.archive import Archive
@@ -118,13 +118,15 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
     )
 
 
-def least_busy_order(nodes: Sequence[Node], cluster: ClusterInfo) -> tuple[str, ...]:
-    """Names, fewest running tasks plus active users first; the inventory's order breaks ties."""
+def least_busy_order(nodes: Sequence[Node], cluster: ClusterInfo, down: Collection[str] = ()) -> tuple[str, ...]:
+    """Names: nodes that serve nobody now first (`down`, or not ACTIVE: upgrading them costs no capacity), then
+    fewest running tasks plus active users; the inventory's order breaks ties."""
 
-    def load(item: tuple[int, Node]) -> tuple[int, int]:
+    def load(item: tuple[int, Node]) -> tuple[bool, int, int]:
         index, node = item
         info = cluster_entry(cluster, node)
-        return (info.load if info else 0, index)
+        serving = node.name not in down and info is not None and info.state is NodeState.ACTIVE
+        return (serving, info.load if info else 0, index)
 
     return tuple(node.name for _, node in sorted(enumerate(nodes), key=load))
 

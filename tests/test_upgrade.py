@@ -499,7 +499,8 @@ def test_a_node_that_hangs_while_starting_halts_at_its_deadline(lab: LabHandle, 
     assert [(n["state"], n["version"]) for n in others] == [("ACTIVE", "9.2.13")] * 2
 
 
-def test_a_node_that_crashes_while_it_waits_its_turn_is_upgraded_and_started(lab: LabHandle) -> None:
+def test_a_node_that_crashes_while_it_waits_its_turn_is_upgraded_next(lab: LabHandle) -> None:
+    """node3 is the busiest, but once it crashed it serves nobody: upgrading it first costs no capacity."""
     lab.set("node2", tasks=1)
     lab.set("node3", tasks=2)
     process = subprocess.Popen(
@@ -507,12 +508,15 @@ def test_a_node_that_crashes_while_it_waits_its_turn_is_upgraded_and_started(lab
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     assert process.stdout is not None
+    order = []
     for line in process.stdout:
-        if json.loads(line).get("event") == "node_done":
+        event = json.loads(line)
+        if event.get("event") == "node_started":
+            order.append(event["node"])
+        if event.get("event") == "node_done" and len(order) == 1:
             lab.fault("node3", "crash")
-            break
-    process.stdout.read()
     assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
+    assert order == ["node1", "node3", "node2"]
     status = lab.status()
     assert status["cluster"]["state"] == "STABLE"
     assert [(n["state"], n["version"]) for n in status["nodes"]] == [("ACTIVE", NEXT)] * 3
@@ -549,3 +553,22 @@ def test_nodes_reached_through_aliases_from_the_users_ssh_config(lab: LabHandle,
     upgrade = run("upgrade", "--yes")
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
     assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3
+
+
+def test_a_second_node_is_never_taken_out_while_another_is_down(lab: LabHandle, tmp_path: Path) -> None:
+    """node1 is upgraded, then crashes: stopping node2 now would leave one node of three. confluo halts instead."""
+    lab.set("node2", tasks=1)
+    lab.set("node3", tasks=2)
+    inventory = variant(lab, tmp_path, lambda doc: doc["defaults"]["timeouts"].update(start_seconds=3))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "confluo", "upgrade", "-i", str(inventory), "--to", NEXT, "--yes", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    for line in process.stdout:
+        if json.loads(line).get("event") == "node_done":
+            lab.fault("node1", "crash")
+    assert process.wait(120) == 5
+    assert "would take a second node out of service" in process.stderr.read()
+    others = [n for n in lab.status()["nodes"] if n["name"] != "node1"]
+    assert [(n["state"], n["version"]) for n in others] == [("ACTIVE", "9.2.13")] * 2
