@@ -22,7 +22,16 @@ from confluo.execute import Executor, RunReport
 from confluo.lab.cli import lab
 from confluo.lock import cluster_lock
 from confluo.secrets import Masker
-from confluo.ui import CommandLog, JsonLines, LiveView, PlainLines, plan_as_json, plan_as_text, status_table
+from confluo.ui import (
+    CommandLog,
+    JsonLines,
+    LiveView,
+    PlainLines,
+    plan_as_json,
+    plan_as_text,
+    plan_summary,
+    status_table,
+)
 
 EXIT_CODES_HELP = "\n".join(f"  {code.value:>3}  {code.description}" for code in ExitCode)
 
@@ -90,11 +99,13 @@ def upgrade(
         cluster_lock(session.inventory.cluster.api_url),
     ):
         session.events.subscribe(log.event)
-        the_plan, _ = make_plan(session)
+        the_plan, facts = make_plan(session)
         if the_plan.nothing_to_do:
             _say(as_json, f"every node already runs {the_plan.target_version}; nothing to do", "nothing_to_do")
             return
         if not yes:
+            if not as_json and sys.stdin.isatty():
+                click.echo("\n".join(plan_summary(the_plan, facts)))
             _confirm(the_plan.cluster_name, the_plan.source_version, the_plan.target_version, as_json)
         report = _run_with_view(
             session, as_json, lambda: Executor(the_plan, session.remotes, session.api, session.events).run()
@@ -183,7 +194,7 @@ def _confirm(cluster: str, source: str, target: str, as_json: bool) -> None:
     if as_json or not sys.stdin.isatty():
         raise NeedsConfirmation()
     if not click.confirm(f"Upgrade {cluster} from {source} to {target} now?", default=False):
-        raise NeedsConfirmation("not confirmed", hint=None)
+        raise NeedsConfirmation("not confirmed: nothing was changed", hint=None)
 
 
 def _run_with_view(session: Session, as_json: bool, work: Callable[[], RunReport]) -> RunReport:

@@ -18,24 +18,35 @@ from confluo.configfiles import mask_secrets
 from confluo.events import Event
 from confluo.plan import Facts, Plan
 from confluo.secrets import Masker
+from confluo.steps import cluster_entry
 from confluo.transport import CommandResult
 
 # -- the plan ----------------------------------------------------------------------------------------------
 
 
+def plan_summary(plan: Plan, facts: Facts) -> list[str]:
+    """The few lines a person reads before saying yes: versions, order, each node's load and installations."""
+    cluster = facts.cluster
+    state = f", cluster {cluster.state.value}" if cluster else ""
+    lines = [
+        f"Plan: {plan.cluster_name} {plan.source_version} -> {plan.target_version}{state} "
+        f"({len(plan.upgrades)} nodes, least busy first: {', '.join(plan.order)})",
+    ]
+    by_name = {u.node.name: u for u in plan.upgrades}
+    for found in facts.nodes:
+        upgrade = by_name.get(found.node)
+        entry = cluster_entry(cluster, upgrade.node) if cluster and upgrade else None
+        load = f"{entry.tasks} tasks, {entry.active_users} users; " if entry else ""
+        target = f" -> {upgrade.paths.new_install}" if upgrade else ""
+        staged = "; archive already staged" if found.staged_bytes else ""
+        lines.append(f"  {found.node}: {load}{found.old_install}{target}; {found.free_mb} MB free{staged}")
+    return lines
+
+
 def plan_as_text(plan: Plan, facts: Facts) -> str:
     if plan.nothing_to_do:
         return f"{plan.cluster_name}: every node already runs {plan.target_version}; nothing to do.\n"
-    lines = [
-        f"Plan: {plan.cluster_name} {plan.source_version} -> {plan.target_version} "
-        f"({len(plan.upgrades)} nodes, least busy first: {', '.join(plan.order)})",
-        "",
-    ]
-    for node in facts.nodes:
-        lines.append(
-            f"  {node.node}: {node.installed_version} in {node.old_install}, {node.free_mb} MB free"
-            + (", archive already staged" if node.staged_bytes else "")
-        )
+    lines = plan_summary(plan, facts)
     phase = None
     for step in plan.steps():
         if step.phase != phase:

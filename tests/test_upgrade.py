@@ -147,6 +147,8 @@ def test_plan_probes_for_real_and_changes_nothing(lab: LabHandle) -> None:
     assert result.returncode == 0, result.stderr
     assert snapshot(lab) == before
     node1 = lab.node("node1")
+    assert "Plan: confluo-lab-" in result.stdout and "9.2.13 -> 9.2.14, cluster STABLE" in result.stdout
+    assert "  node1: 0 tasks, 0 users; " in result.stdout
     assert f"+confluence.home={node1['home']}" in result.stdout
     assert f'+        <Connector address="{node1["address"]}"' in result.stdout
     assert "sudo -n /usr/bin/mv -T" in result.stdout
