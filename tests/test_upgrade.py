@@ -13,7 +13,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,33 @@ def variant(lab: LabHandle, tmp_path: Path, change: Any) -> Path:
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
+
+
+@dataclass
+class Watched:
+    """A `confluo upgrade --json` run whose events a test reacted to as they came."""
+
+    exit_code: int
+    events: list[dict[str, Any]]
+    stderr: str
+
+    def nodes_started(self) -> list[str]:
+        return [event["node"] for event in self.events if event["event"] == "node_started"]
+
+
+def upgrade_watching(inventory: Path, react: Callable[[dict[str, Any], subprocess.Popen[str]], None]) -> Watched:
+    """Runs the upgrade in the background and calls `react` with each JSON event, while the run goes on."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "confluo", "upgrade", "-i", str(inventory), "--to", NEXT, "--yes", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    events = []
+    for line in process.stdout:
+        events.append(json.loads(line))
+        react(events[-1], process)
+    exit_code = process.wait(120)
+    return Watched(exit_code, events, process.stderr.read())
 
 
 def snapshot(lab: LabHandle) -> dict[str, Any]:
@@ -350,36 +378,28 @@ def test_a_lost_ssh_connection_mid_upgrade_is_survived(lab: LabHandle) -> None:
     lab.set("node1", tasks=1)
     lab.set("node3", tasks=2)
     user = lab.record.node("node2").user
-    process = subprocess.Popen(
-        [sys.executable, "-m", "confluo", "upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    events = []
-    for line in process.stdout:
-        events.append(json.loads(line))
-        if events[-1].get("event") == "phase_started" and events[-1].get("message") == "node2: stop":
+
+    def cut_ssh(event: dict[str, Any], _: object) -> None:
+        if event["event"] == "phase_started" and event["message"] == "node2: stop":
             lab.fault("node2", "ssh-down")
             subprocess.run(["pkill", "-KILL", "-u", str(user), "-x", "sshd"], check=False)
             time.sleep(2)
             lab.fault("node2", "clear")
-    assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
-    assert any("reconnecting" in event.get("message", "") for event in events)
+
+    run = upgrade_watching(lab.inventory, cut_ssh)
+    assert run.exit_code == 0, run.stderr
+    assert any("reconnecting" in event.get("message", "") for event in run.events)
     assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3
 
 
 def test_an_interrupted_run_exits_130_and_loses_nothing(lab: LabHandle) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "confluo", "upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None and process.stderr is not None
-    for line in process.stdout:
-        if json.loads(line).get("event") == "node_done":
+    def interrupt(event: dict[str, Any], process: subprocess.Popen[str]) -> None:
+        if event["event"] == "node_done" and process.poll() is None:
             process.send_signal(signal.SIGINT)
-            break
-    assert process.wait(60) == 130
-    assert "interrupted" in process.stderr.read()
+
+    run = upgrade_watching(lab.inventory, interrupt)
+    assert run.exit_code == 130
+    assert "interrupted" in run.stderr
     for node in lab.status()["nodes"]:
         assert Path(node["home"], "confluence.cfg.xml").is_file()
         assert (Path(node["install_dir"]).parent / "9.2.13" / "bin/start-confluence.sh").is_file()
@@ -503,20 +523,14 @@ def test_a_node_that_crashes_while_it_waits_its_turn_is_upgraded_next(lab: LabHa
     """node3 is the busiest, but once it crashed it serves nobody: upgrading it first costs no capacity."""
     lab.set("node2", tasks=1)
     lab.set("node3", tasks=2)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "confluo", "upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    order = []
-    for line in process.stdout:
-        event = json.loads(line)
-        if event.get("event") == "node_started":
-            order.append(event["node"])
-        if event.get("event") == "node_done" and len(order) == 1:
+
+    def crash_node3(event: dict[str, Any], _: object) -> None:
+        if event["event"] == "node_done" and event["node"] == "node1":
             lab.fault("node3", "crash")
-    assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
-    assert order == ["node1", "node3", "node2"]
+
+    run = upgrade_watching(lab.inventory, crash_node3)
+    assert run.exit_code == 0, run.stderr
+    assert run.nodes_started() == ["node1", "node3", "node2"]
     status = lab.status()
     assert status["cluster"]["state"] == "STABLE"
     assert [(n["state"], n["version"]) for n in status["nodes"]] == [("ACTIVE", NEXT)] * 3
@@ -560,15 +574,13 @@ def test_a_second_node_is_never_taken_out_while_another_is_down(lab: LabHandle, 
     lab.set("node2", tasks=1)
     lab.set("node3", tasks=2)
     inventory = variant(lab, tmp_path, lambda doc: doc["defaults"]["timeouts"].update(start_seconds=3))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "confluo", "upgrade", "-i", str(inventory), "--to", NEXT, "--yes", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None and process.stderr is not None
-    for line in process.stdout:
-        if json.loads(line).get("event") == "node_done":
+
+    def crash_node1(event: dict[str, Any], _: object) -> None:
+        if event["event"] == "node_done" and event["node"] == "node1":
             lab.fault("node1", "crash")
-    assert process.wait(120) == 5
-    assert "would take a second node out of service" in process.stderr.read()
+
+    run = upgrade_watching(inventory, crash_node1)
+    assert run.exit_code == 5
+    assert "would take a second node out of service" in run.stderr
     others = [n for n in lab.status()["nodes"] if n["name"] != "node1"]
     assert [(n["state"], n["version"]) for n in others] == [("ACTIVE", "9.2.13")] * 2
