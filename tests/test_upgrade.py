@@ -584,3 +584,21 @@ def test_a_second_node_is_never_taken_out_while_another_is_down(lab: LabHandle, 
     assert "would take a second node out of service" in run.stderr
     others = [n for n in lab.status()["nodes"] if n["name"] != "node1"]
     assert [(n["state"], n["version"]) for n in others] == [("ACTIVE", "9.2.13")] * 2
+
+
+def test_refuses_when_sudo_does_not_allow_a_needed_command(shared_lab: LabHandle) -> None:
+    sudoers = Path(f"/etc/sudoers.d/confluo-lab-{shared_lab.record.slot}")
+    original = sudoers.read_text()
+    sudoers.write_text(original.replace("/usr/bin/tee", "/usr/bin/true"))
+    try:
+        message = refused(shared_lab, shared_lab.inventory)
+    finally:
+        sudoers.write_text(original)
+    for name in ("node1", "node2", "node3"):
+        assert f"{name}: `sudo -n` is not allowed for /usr/bin/tee" in message
+
+
+def test_refuses_when_a_local_home_is_missing(shared_lab: LabHandle, tmp_path: Path) -> None:
+    inventory = variant(shared_lab, tmp_path, lambda doc: doc["nodes"][1].update(home="/nonexistent/confluence-home"))
+    message = refused(shared_lab, inventory)
+    assert "node2: the local home /nonexistent/confluence-home does not exist" in message
