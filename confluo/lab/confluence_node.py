@@ -89,6 +89,7 @@ STALE_SECONDS = 2.0  # a row older than this whose pid is gone is OFFLINE (the n
 TICK_SECONDS = 0.1
 SECONDS_PER_TASK = 0.1  # a graceful stop waits this long per running task
 SLOW_STOP_FACTOR = 10
+STOP_RECORD_ATTEMPTS = 10  # a busy or briefly unwritable database must not turn a fault into a normal stop
 HASH_ITERATIONS = 20_000
 
 
@@ -417,6 +418,7 @@ def _transaction(db_file: Path, *, write: bool) -> Iterator[sqlite3.Connection]:
     conn = _connect(db_file)
     try:
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        _share_wal_files(db_file)
         yield conn
         conn.execute("COMMIT")
     except BaseException:
@@ -425,6 +427,17 @@ def _transaction(db_file: Path, *, write: bool) -> Iterator[sqlite3.Connection]:
         raise
     finally:
         conn.close()
+
+
+def _share_wal_files(db_file: Path) -> None:
+    """SQLite deletes -wal/-shm when the last connection closes, and whoever opens next creates them again with
+    its own umask: a root process (the lab's CLI) would leave them unwritable for the node users. Whoever owns
+    them opens them to the group again."""
+    for suffix in ("-wal", "-shm"):
+        path = Path(f"{db_file}{suffix}")
+        with contextlib.suppress(OSError):
+            if path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o060 != 0o060:
+                path.chmod(0o660)
 
 
 def _put_settings(conn: sqlite3.Connection, values: dict[str, str]) -> None:
@@ -1189,11 +1202,14 @@ class NodeProgram:
         if self.db_file is None or self.state == FIRST_RUN:
             self.state = TERMINATING
             return 0.0
-        try:
-            seconds, tasks, fault = self._mark_terminating(self.db_file)
-        except sqlite3.Error as exc:  # still stop, with the default grace period
-            self.log.write("WARN", "confluence.lifecycle", f"cannot record TERMINATING: {exc}")
-            seconds, tasks, fault = 1.0, 0, None
+        seconds, tasks, fault = 1.0, 0, None  # if the database cannot be reached: stop, with the default grace
+        for attempt in range(STOP_RECORD_ATTEMPTS):
+            try:
+                seconds, tasks, fault = self._mark_terminating(self.db_file)
+                break
+            except sqlite3.Error as exc:
+                self.log.write("WARN", "confluence.lifecycle", f"cannot record TERMINATING ({attempt + 1}): {exc}")
+                time.sleep(0.2)
         self.state = TERMINATING  # after the row: /status never runs ahead of the cluster's view
         if fault == "hang-stop":
             self.log.write("WARN", "confluence.lifecycle", "fault injected: hang-stop; shutdown never ends")
