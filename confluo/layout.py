@@ -30,9 +30,6 @@ class NodePaths:
     new_install: str
     staged_archive: str
 
-    def in_install(self, install: str, relative: str) -> str:
-        return posixpath.join(install, relative)
-
 
 SHARED_STAGING_DIR = "confluo"  # relative to the shared home
 
