@@ -62,6 +62,17 @@ cli.add_command(lab)
 
 
 @cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (click's own), to source or save; the README shows where."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # every choice is one of click's built-in shells
+    click.echo(completer(cli, {}, "confluo", "_CONFLUO_COMPLETE").source())
+
+
+@cli.command()
 @inventory_option
 @to_option
 @json_option

@@ -5,12 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends openssh-server openssh-client sudo haproxy nginx socat >/dev/null
-fi
-python3 -m pip install -q --disable-pip-version-check -e .
+# OS packages and a virtual environment (.venv) made with the system's own Python; .venv/bin then leads PATH.
+# shellcheck source=../.ci/setup.sh
+source .ci/setup.sh
+confluo_setup ""
 
 LAB=${LAB_DIR:-/tmp/confluo-demo-lab}
 confluo lab down --dir "$LAB" >/dev/null 2>&1 || true
@@ -19,14 +17,14 @@ trap '[ "${KEEP_LAB:-0}" = 1 ] || confluo lab down --dir "$LAB"' EXIT
 
 echo "== confluo lab up"
 confluo lab up --dir "$LAB"
-NEXT=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["next_version"])' < <(confluo lab status --dir "$LAB" --json))
-LB=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["lb"]["url"])' < <(confluo lab status --dir "$LAB" --json))
+NEXT=$(python -c 'import json,sys; print(json.load(sys.stdin)["next_version"])' < <(confluo lab status --dir "$LAB" --json))
+LB=$(python -c 'import json,sys; print(json.load(sys.stdin)["lb"]["url"])' < <(confluo lab status --dir "$LAB" --json))
 
 echo "== confluo plan (changes nothing)"
 confluo plan -i "$LAB/inventory.yaml" --to "$NEXT" | head -60
 
 echo "== confluo upgrade, while a client keeps reading pages through the load balancer"
-python3 - "$LB" > "$LAB/traffic.txt" <<'PY' &
+python - "$LB" > "$LAB/traffic.txt" <<'PY' &
 import sys, time, urllib.request, urllib.error
 url, ok, failed, until = sys.argv[1], 0, 0, time.time() + 600
 while time.time() < until:

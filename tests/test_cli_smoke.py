@@ -28,3 +28,19 @@ def test_readme_and_help_document_every_exit_code() -> None:
     for code in ExitCode:
         assert f"| {code.value} |" in README
         assert f"{code.value:>3}  {code.description}" in help_text
+
+
+def test_completion_script_completes_subcommands_in_bash() -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = CliRunner().invoke(cli, ["completion", "bash"]).output
+    assert "_confluo_completion" in script and "complete -o nosort -F _confluo_completion confluo" in script
+    # What the sourced script asks confluo for when the user types `confluo st<TAB>`.
+    asked = subprocess.run(
+        [sys.executable, "-m", "confluo"],
+        env={**os.environ, "_CONFLUO_COMPLETE": "bash_complete", "COMP_WORDS": "confluo st", "COMP_CWORD": "1"},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert asked.stdout.split() == ["plain,status"]
