@@ -60,7 +60,11 @@ def install_release(archive: Path, base: Path, version: str) -> Path:
     # Extract next to the target, then rename: a half-extracted release never appears under its name.
     with tempfile.TemporaryDirectory(prefix=f".{version}-", dir=base) as scratch:
         with tarfile.open(archive) as tar:
-            tar.extractall(scratch, filter="data")
+            # Extraction filters came with Python 3.11.4; Debian 12's 3.11.2 lacks them (the archive is the lab's own).
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(scratch, filter="data")
+            else:
+                tar.extractall(scratch)  # noqa: S202
         tops = list(Path(scratch).iterdir())
         if len(tops) != 1 or not tops[0].is_dir():
             raise ValueError(f"{archive} should hold exactly one top directory, found {len(tops)} entries")
