@@ -34,9 +34,9 @@ def probe_costs(inventory: Path, repeat: int) -> dict[str, Any]:
         from confluo.app import make_transport
         from confluo.inventory import load_inventory
         from confluo.layout import node_paths
-        from confluo.probe import probe_command
-        from confluo.remote import privileged_commands
-        from confluo.transport import quote_argv
+        from confluo.probe.node import probe_command
+        from confluo.transport.base import quote_argv
+        from confluo.transport.remote import privileged_commands
 
         loaded = load_inventory(inventory)
         node = loaded.nodes[0]

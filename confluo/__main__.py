@@ -1,5 +1,5 @@
 """`python -m confluo` runs the command line."""
 
-from confluo.cli import main
+from confluo.cli.main import main
 
 main()

@@ -30,7 +30,7 @@ _EXIT_CODE_DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.SUCCESS: "success",
     ExitCode.INTERNAL: "internal error (a bug in confluo); the message says what it was doing",
     ExitCode.USAGE: "bad arguments or invalid inventory; nothing was changed",
-    ExitCode.REFUSED: "preflight checks refused the upgrade; nothing was changed",
+    ExitCode.REFUSED: "refused, or something needed could not be reached or read; nothing was changed",
     ExitCode.NEEDS_CONFIRMATION: "would act, but no --yes and no terminal to ask; nothing was changed",
     ExitCode.FAILED_AFTER_CHANGES: "a step failed after changes began; halted safely (see the hint)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGINT)",
@@ -122,3 +122,14 @@ class StepFailed(ConfluoError):
             lines.append("  output (last lines):")
             lines.append(_indented(f"  {line}" for line in tail.splitlines()))
         return "\n".join(lines)
+
+
+class NothingChanged(ConfluoError):
+    """A failure before any change was made (or in a command that only reads): the cluster needs no attention."""
+
+    exit_code = ExitCode.REFUSED
+
+    def __init__(self, cause: ConfluoError) -> None:
+        hint = cause.hint or "nothing was changed on any host or in the cluster"
+        super().__init__(f"{cause.message}\n  (nothing was changed)", hint=hint)
+        self.cause = cause

@@ -116,6 +116,7 @@ class Timeouts:
     stop_seconds: float
     start_seconds: float
     finalize_seconds: float
+    min_ready_seconds: float = 0.0  # how long an upgraded node must keep serving before the next one is stopped
 
 
 @dataclass(frozen=True)
@@ -547,7 +548,7 @@ _NODE_KEYS = ("name", "id", "host", "url", *_SETTING_KEYS)
 _SSH_KEYS = ("user", "port", "key", "known_hosts", "alias", "connect_timeout_seconds")
 _INSTALL_KEYS = ("layout", "base", "path")
 _SERVICE_KEYS = ("kind", "name", "file")
-_TIMEOUT_KEYS = ("stop_seconds", "start_seconds", "finalize_seconds")
+_TIMEOUT_KEYS = ("stop_seconds", "start_seconds", "finalize_seconds", "min_ready_seconds")
 
 
 def _build_inventory(
@@ -843,6 +844,7 @@ def _timeouts(section: _Reader) -> Timeouts:
         stop_seconds=section.seconds("stop_seconds", 300.0),
         start_seconds=section.seconds("start_seconds", 900.0),
         finalize_seconds=section.seconds("finalize_seconds", 1800.0),
+        min_ready_seconds=section.seconds("min_ready_seconds", 0.0),
     )
 
 

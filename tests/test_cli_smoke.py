@@ -1,6 +1,6 @@
 from click.testing import CliRunner
 
-from confluo.cli import cli
+from confluo.cli.main import cli
 
 
 def test_version_flag_prints_the_package_version() -> None:
@@ -15,7 +15,7 @@ README = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read
 
 
 def test_readme_sudoers_snippet_names_every_command_confluo_runs_as_root() -> None:
-    from confluo.remote import PRIVILEGED
+    from confluo.transport.remote import PRIVILEGED
 
     snippet = next(line for line in README.splitlines() if line.startswith("deploy ALL=(root)"))
     assert sorted(part.strip() for part in snippet.split("NOPASSWD:")[1].split(",")) == sorted(PRIVILEGED)

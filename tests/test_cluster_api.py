@@ -1,9 +1,9 @@
 from pathlib import Path
 
-from confluo.cluster_api import ClusterState, NodeState, StatusState, parse_cluster, parse_node
+from confluo.api.base import ClusterState, NodeState, StatusState, parse_cluster, parse_node
 from confluo.inventory import load_inventory
-from confluo.plan import least_busy_order
-from confluo.steps import prune_candidates
+from confluo.plan.order import least_busy_order
+from confluo.steps.stage import prune_candidates
 
 CLUSTER = {
     "upgradeModeEnabled": True,

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 
 from confluo.errors import ExitCode, RefusedError
-from confluo.lock import cluster_lock
+from confluo.execute.lock import cluster_lock
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from confluo.lock import cluster_lock
+from confluo.execute.lock import cluster_lock
 with cluster_lock(sys.argv[1], Path(sys.argv[2])):
     print("held", flush=True)
     time.sleep(30)

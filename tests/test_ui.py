@@ -5,7 +5,8 @@ from rich.console import Console
 
 from confluo.events import Event, EventBus
 from confluo.secrets import Masker, Secret
-from confluo.ui import JsonLines, LiveView, PlainLines
+from confluo.ui.lines import JsonLines, PlainLines
+from confluo.ui.live import LiveView
 
 
 def test_plain_lines_show_a_wait_only_when_what_is_observed_changes() -> None:

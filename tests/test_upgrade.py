@@ -570,10 +570,13 @@ def test_nodes_reached_through_aliases_from_the_users_ssh_config(lab: LabHandle,
 
 
 def test_a_second_node_is_never_taken_out_while_another_is_down(lab: LabHandle, tmp_path: Path) -> None:
-    """node1 is upgraded, then crashes: stopping node2 now would leave one node of three. confluo halts instead."""
+    """node1 is upgraded, then crashes while it proves it keeps serving (min_ready_seconds): stopping node2 now
+    would leave one node of three. confluo halts instead."""
     lab.set("node2", tasks=1)
     lab.set("node3", tasks=2)
-    inventory = variant(lab, tmp_path, lambda doc: doc["defaults"]["timeouts"].update(start_seconds=3))
+    inventory = variant(
+        lab, tmp_path, lambda doc: doc["defaults"]["timeouts"].update(start_seconds=3, min_ready_seconds=2)
+    )
 
     def crash_node1(event: dict[str, Any], _: object) -> None:
         if event["event"] == "node_done" and event["node"] == "node1":

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import time
 
-from confluo.transport import CommandResult, CommandTimedOut, finished
+from confluo.transport.base import CommandResult, CommandTimedOut, finished
 
 
 class LocalTransport:

@@ -13,7 +13,7 @@ from typing import Any
 import paramiko
 from fabric import Config, Connection
 
-from confluo.transport import (
+from confluo.transport.base import (
     CommandResult,
     CommandTimedOut,
     ConnectionFailed,

@@ -1,4 +1,4 @@
-"""Read-only facts from every node, gathered in parallel: one round trip per node, a pure parser.
+"""The node probe: one round trip per node (a read-only bash script), and the pure parser of its output.
 
 Nothing here changes a host: `confluo plan` runs exactly these probes for real.
 """
@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from confluo.inventory import Node
 from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, WEBINF_LIB, NodePaths
-from confluo.remote import Remote, privileged_commands
-from confluo.transport import TransportError, quote_argv
+from confluo.probe.facts import SERVICE_FILE_KEY, NodeFacts
+from confluo.transport.base import TransportError, quote_argv
+from confluo.transport.remote import Remote, privileged_commands
 
 # Arguments: $1 install in use (a symlink or a directory), $2 new install, $3 local home, $4 staged archive
 # (relative to the login user's home unless absolute), $5 the commands sudo must allow (empty: no sudo), $6 the service
@@ -52,7 +52,6 @@ for rel in "$@"; do [ -f "$old/$rel" ] && [ -r "$old/$rel" ] && { echo "@@file $
 done
 echo "@@end"
 """
-SERVICE_FILE_KEY = "@service"  # where the service definition's text goes in NodeFacts.files
 
 PROBE_SCRIPT = (
     _PROBE_SCRIPT.replace("__POM__", POM_PROPERTIES)
@@ -61,34 +60,6 @@ PROBE_SCRIPT = (
     .replace("__INIT__", INIT_PROPERTIES)
     .replace("__SERVICE__", SERVICE_FILE_KEY)
 )
-
-
-@dataclass(frozen=True)
-class NodeFacts:
-    """What one node looks like now. `error` is set when it could not be probed at all."""
-
-    node: str
-    error: str | None = None
-    login_home: str = ""
-    login_user: str | None = None
-    old_install: str | None = None
-    installed_version: str | None = None
-    new_install_version: str | None = None
-    new_install_exists: bool = False
-    free_mb: int | None = None
-    staging_free_mb: int | None = None
-    home_exists: bool = False
-    drivers: tuple[str, ...] = ()
-    releases: tuple[str, ...] = ()
-    pid: int | None = None
-    staged_bytes: int | None = None
-    sudo_denied: tuple[str, ...] = ()
-    present: tuple[str, ...] = ()  # customization files that exist in the installation in use
-    files: dict[str, str] = field(default_factory=dict)  # their text, where the login user can read it
-
-    @property
-    def reachable(self) -> bool:
-        return self.error is None
 
 
 def probe_command(node: Node, paths: NodePaths, customizations: Sequence[str]) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from confluo.errors import ConfluoError, ExitCode
 from confluo.layout import archive_name
+from confluo.probe.facts import Archive
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "confluo" / "archives"
 
@@ -20,21 +20,9 @@ class ArchiveError(ConfluoError):
     exit_code = ExitCode.REFUSED
 
 
-@dataclass(frozen=True)
-class Archive:
-    path: Path
-    version: str
-    sha256: str
-    size: int
-    stock_files: dict[str, str]  # relative path in the installation -> text, for the plan's diffs
-
-
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def fetch(source: str, version: str) -> Path:

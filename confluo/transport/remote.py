@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from confluo.inventory import Node
-from confluo.transport import CommandFailed, CommandResult, Transport, quote_argv
+from confluo.transport.base import CommandFailed, CommandResult, Transport, quote_argv
 
 # The only commands confluo runs through sudo (absolute paths, as sudoers matches them).
 MKDIR = "/usr/bin/mkdir"

@@ -1,0 +1,174 @@
+"""Port 2, Confluence over HTTP: the values of the rolling-upgrade (ZDU) REST API and of each node's /status,
+their pure parsers, and the ClusterApi protocol. No I/O here: `zdu.py` speaks HTTP.
+
+Unknown enum strings map to UNKNOWN rather than failing: a newer Confluence may add states.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from confluo.errors import ConfluoError, ExitCode
+from confluo.inventory import Node
+
+ZDU_BASE = "/rest/zdu"
+
+E = TypeVar("E", bound="_Lenient")
+
+
+class _Lenient(enum.Enum):
+    """An enum of strings from the API; a value it does not know reads as UNKNOWN."""
+
+    @classmethod
+    def parse(cls: type[E], value: object) -> E:
+        try:
+            return cls(value)
+        except ValueError:
+            return cls("UNKNOWN")
+
+
+class ClusterState(_Lenient):
+    STABLE = "STABLE"
+    READY_TO_UPGRADE = "READY_TO_UPGRADE"
+    MIXED = "MIXED"
+    READY_TO_RUN_UPGRADE_TASKS = "READY_TO_RUN_UPGRADE_TASKS"
+    RUNNING_UPGRADE_TASKS = "RUNNING_UPGRADE_TASKS"
+    UPGRADE_TASKS_FAILED = "UPGRADE_TASKS_FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+class NodeState(_Lenient):
+    STARTING = "STARTING"
+    ACTIVE = "ACTIVE"
+    DRAINING = "DRAINING"
+    TERMINATING = "TERMINATING"
+    OFFLINE = "OFFLINE"
+    ERROR = "ERROR"
+    RUNNING_FINALIZE_UPGRADE_TASKS = "RUNNING_FINALIZE_UPGRADE_TASKS"
+    UPGRADE_TASKS_FAILED = "UPGRADE_TASKS_FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+class StatusState(_Lenient):
+    """The body of GET /status. Only RUNNING (with HTTP 200) means the node serves."""
+
+    RUNNING = "RUNNING"
+    STARTING = "STARTING"
+    STOPPING = "STOPPING"
+    FIRST_RUN = "FIRST_RUN"
+    ERROR = "ERROR"
+    MAINTENANCE = "MAINTENANCE"
+    UNREACHABLE = "UNREACHABLE"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    id: str
+    name: str
+    ip_address: str
+    state: NodeState
+    version: str
+    build_number: str
+    tasks: int
+    active_users: int
+
+    @property
+    def load(self) -> int:
+        """Atlassian's advice: upgrade the node with the fewest running tasks and active users first."""
+        return self.tasks + self.active_users
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    state: ClusterState
+    upgrade_mode: bool
+    original_version: str | None
+    has_finalization_tasks: bool
+    nodes: tuple[NodeInfo, ...]
+
+    def find(self, name: str, node_id: str | None = None, address: str | None = None) -> NodeInfo | None:
+        """The cluster's entry for a node: by id when known, else by a name only it has, else by its address.
+
+        Clusters whose nodes were never named list them all as "Not configured": the address tells them apart.
+        """
+        for matches in (
+            [n for n in self.nodes if node_id is not None and n.id == node_id],
+            [n for n in self.nodes if n.name == name],
+            [n for n in self.nodes if address is not None and n.ip_address == address],
+        ):
+            if len(matches) == 1:
+                return matches[0]
+        return None
+
+
+def parse_node(data: Mapping[str, Any]) -> NodeInfo:
+    return NodeInfo(
+        id=str(data.get("id", "")),
+        name=str(data.get("name") or "Not configured"),
+        ip_address=str(data.get("ipAddress") or ""),
+        state=NodeState.parse(data.get("state")),
+        version=str(data.get("version") or ""),
+        build_number=str(data.get("buildNumber") or ""),
+        tasks=int(data.get("tasksTotal") or 0),
+        active_users=int(data.get("activeUserCount") or 0),
+    )
+
+
+def parse_cluster(data: Mapping[str, Any]) -> ClusterInfo:
+    return ClusterInfo(
+        state=ClusterState.parse(data.get("state")),
+        upgrade_mode=bool(data.get("upgradeModeEnabled")),
+        original_version=data.get("originalVersion"),
+        has_finalization_tasks=bool(data.get("hasFinalizationTasks")),
+        nodes=tuple(parse_node(node) for node in data.get("nodes") or ()),
+    )
+
+
+class ApiError(ConfluoError):
+    """The cluster's REST API could not be used."""
+
+    exit_code = ExitCode.FAILED_AFTER_CHANGES
+
+
+class InvalidTransition(ApiError):
+    """409: the cluster's state does not allow this call now."""
+
+
+@dataclass(frozen=True)
+class ApiAuth:
+    """Basic auth for a sysadmin, or a personal access token (Bearer)."""
+
+    username: str | None
+    secret: str
+    bearer: bool
+
+
+class ClusterApi(Protocol):
+    """The ZDU REST API of one cluster, and each node's /status."""
+
+    verify_tls: bool
+
+    def cluster(self) -> ClusterInfo: ...
+
+    def start_upgrade(self) -> ClusterInfo: ...
+
+    def cancel_upgrade(self) -> ClusterInfo: ...
+
+    def approve_upgrade(self) -> ClusterInfo: ...
+
+    def retry_upgrade(self) -> ClusterInfo: ...
+
+    def node_status(self, url: str, *, timeout: float = 5.0) -> StatusState:
+        """GET <node>/status. HTTP 200 alone is not enough: the body must say RUNNING."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def cluster_entry(cluster: ClusterInfo, node: Node) -> NodeInfo | None:
+    """The node as the cluster lists it (see ClusterInfo.find)."""
+    return cluster.find(node.name, node.cluster_id, node.host)

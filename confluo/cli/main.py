@@ -1,0 +1,38 @@
+"""The `confluo` group and its commands."""
+
+from __future__ import annotations
+
+import click
+
+from confluo import __version__
+from confluo.cli import upgrade
+from confluo.cli.env import Env
+from confluo.cli.options import EXIT_CODES_HELP
+from confluo.lab.cli import lab
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=f"\b\nExit codes:\n{EXIT_CODES_HELP}")
+@click.version_option(__version__, prog_name="confluo")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Zero-downtime rolling upgrades of Confluence Data Center clusters over SSH."""
+    ctx.ensure_object(Env)
+
+
+for command in (upgrade.plan, upgrade.upgrade, upgrade.status, lab):
+    cli.add_command(command)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (click's own), to source or save; the README shows where."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # every choice is one of click's built-in shells
+    click.echo(completer(cli, {}, "confluo", "_CONFLUO_COMPLETE").source())
+
+
+def main() -> None:
+    cli(prog_name="confluo")

@@ -1,0 +1,29 @@
+"""Options shared by the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from confluo.errors import ExitCode
+
+EXIT_CODES_HELP = "\n".join(f"  {code.value:>3}  {code.description}" for code in ExitCode)
+
+inventory_option = click.option(
+    "-i",
+    "--inventory",
+    "inventory_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The YAML inventory of the cluster (see inventory.sample.yaml).",
+)
+to_option = click.option("--to", "target_version", metavar="VERSION", help="Target version (overrides target.version).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+accept_new_option = click.option(
+    "--accept-new-host-keys",
+    is_flag=True,
+    help="Trust and remember host keys not yet in known_hosts (this run only). Changed keys are always refused.",
+)
+yes_option = click.option("--yes", is_flag=True, help="Act without asking (needed without a terminal, e.g. cron).")
+log_option = click.option("--log-file", type=click.Path(path_type=Path), help="Where to log every remote command.")

@@ -1,0 +1,1 @@
+"""Carries out a Plan: the only place that changes anything."""

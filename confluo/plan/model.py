@@ -1,0 +1,76 @@
+"""A Plan: the steps of a run as frozen values, grouped the way the runner walks them."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from confluo.steps.base import Preview, Step
+
+
+class Phase(enum.Enum):
+    PRESTAGE = "pre-stage (all nodes in parallel)"
+    UPGRADE_MODE = "enable upgrade mode"
+    ROLLING = "rolling"
+    FINALIZE = "finalize"
+    PRUNE = "prune old installations"
+
+
+@dataclass(frozen=True)
+class NodeWork:
+    """One node's steps in the rolling phase, and the steps that put it back on its old installation."""
+
+    node: str
+    steps: tuple[Step, ...]
+    rollback: tuple[Step, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One line of the plan as `plan` shows it."""
+
+    phase: str
+    node: str | None
+    step: Step
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+    @property
+    def preview(self) -> Preview:
+        return self.step.describe()
+
+
+@dataclass(frozen=True)
+class Plan:
+    cluster_name: str
+    source_version: str
+    target_version: str
+    prestage: tuple[NodeWork, ...] = ()  # in parallel; with a shared home the first node's transfer goes first
+    shared_staging: bool = False
+    before: tuple[Step, ...] = ()  # cluster-wide, before the rolling phase
+    rolling: tuple[NodeWork, ...] = ()  # least busy first as the cluster reports now; re-chosen before each node
+    finalize: tuple[Step, ...] = ()
+    prune: tuple[Step, ...] = ()
+    nothing_to_do: bool = False
+    new_installs: Mapping[str, str] = field(default_factory=dict)  # node -> the installation it will run
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(work.node for work in self.rolling)
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(work.node for work in (*self.prestage, *self.rolling)))
+
+    def steps(self) -> list[PlannedStep]:
+        """Every step in the order the run takes them."""
+        planned = [PlannedStep(Phase.PRESTAGE.value, w.node, s) for w in self.prestage for s in w.steps]
+        planned += [PlannedStep(Phase.UPGRADE_MODE.value, None, s) for s in self.before]
+        for work in self.rolling:
+            planned += [PlannedStep(f"rolling: {work.node}", work.node, s) for s in work.steps]
+        planned += [PlannedStep(Phase.FINALIZE.value, None, s) for s in self.finalize]
+        planned += [PlannedStep(Phase.PRUNE.value, s.node, s) for s in self.prune]
+        return planned

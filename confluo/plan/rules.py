@@ -1,0 +1,118 @@
+"""The preflight rules: each reads the facts and returns the reasons to refuse (empty: no objection)."""
+
+from __future__ import annotations
+
+from confluo.api.base import ClusterState, NodeState, cluster_entry
+from confluo.inventory import Inventory
+from confluo.layout import node_paths
+from confluo.probe.facts import Facts
+from confluo.versions import Version
+
+
+def node_reasons(inventory: Inventory, facts: Facts) -> list[str]:
+    reasons = []
+    for node in inventory.nodes:
+        found = facts.for_node(node.name)
+        if not found.reachable:
+            reasons.append(f"{node.name}: unreachable: {found.error}")
+            continue
+        where = node.install.base if node.install.layout == "symlink" else node.install.path
+        if found.old_install is None:
+            reasons.append(f"{node.name}: no Confluence installation found at {where}")
+        elif found.installed_version is None:
+            reasons.append(f"{node.name}: cannot read the installed version in {found.old_install}")
+        if not found.home_exists:
+            reasons.append(f"{node.name}: the local home {node.home} does not exist")
+        if found.sudo_denied:
+            reasons.append(f"{node.name}: `sudo -n` is not allowed for {', '.join(found.sudo_denied)}")
+        if found.free_mb is not None and found.free_mb < node.min_free_disk_mb:
+            reasons.append(
+                f"{node.name}: only {found.free_mb} MB free for the new installation, "
+                f"{node.min_free_disk_mb} MB needed (min_free_disk_mb)"
+            )
+        if (
+            facts.archive is not None
+            and found.staging_free_mb is not None
+            and found.staged_bytes != facts.archive.size
+            and found.staging_free_mb * 1024 * 1024 < facts.archive.size
+        ):
+            reasons.append(
+                f"{node.name}: only {found.staging_free_mb} MB free in the login user's home for the archive"
+            )
+        if found.new_install_exists and found.new_install_version is None and found.old_install is not None:
+            paths = node_paths(
+                node, str(inventory.target.version), found.login_home, inventory.target.staging_shared_home
+            )
+            reasons.append(
+                f"{node.name}: {paths.new_install} exists but is not a {inventory.target.version} installation; "
+                "confluo will not write over it"
+            )
+    return reasons
+
+
+def source_version(facts: Facts, reasons: list[str]) -> Version | None:
+    versions = {f.installed_version for f in facts.nodes if f.installed_version}
+    if len(versions) > 1:
+        listing = ", ".join(f"{f.node}={f.installed_version}" for f in facts.nodes if f.installed_version)
+        reasons.append(f"the nodes run different versions ({listing})")
+        return None
+    if not versions:
+        return None
+    version = versions.pop()
+    try:
+        return Version.parse(version)
+    except ValueError as exc:
+        reasons.append(f"installed version {version!r}: {exc}")
+        return None
+
+
+def already_on_target(inventory: Inventory, facts: Facts, target: str) -> bool:
+    if not all(f.reachable and f.installed_version == target for f in facts.nodes):
+        return False
+    cluster = facts.cluster
+    return (
+        cluster is not None
+        and cluster.state is ClusterState.STABLE
+        and all(
+            (info := cluster_entry(cluster, node)) is not None and info.version == target for node in inventory.nodes
+        )
+    )
+
+
+def cluster_reasons(inventory: Inventory, facts: Facts) -> list[str]:
+    cluster = facts.cluster
+    if cluster is None:
+        return [f"cluster API: {facts.cluster_error}"]
+    reasons = []
+    if cluster.state is not ClusterState.STABLE:
+        mode = "upgrade mode is on" if cluster.upgrade_mode else "upgrade mode is off"
+        reasons.append(f"the cluster is {cluster.state.value} ({mode}), not STABLE")
+    for info in cluster.nodes:
+        if info.state is NodeState.ERROR:
+            reasons.append(f"cluster node {info.name} ({info.ip_address}) is in ERROR")
+    matched = {node.name: cluster_entry(cluster, node) for node in inventory.nodes}
+    listing = ", ".join(f"{info.name} ({info.ip_address}, id {info.id})" for info in cluster.nodes)
+    for name, entry in matched.items():
+        if entry is None:
+            reasons.append(f"{name} is in the inventory but not in the cluster (cluster nodes: {listing})")
+    for found in facts.nodes:
+        entry = matched.get(found.node)
+        if entry is not None and found.installed_version and entry.version != found.installed_version:
+            reasons.append(
+                f"{found.node} runs {entry.version} but {found.installed_version} is installed: it was not "
+                "restarted since its installation changed"
+            )
+    known_ids = {entry.id for entry in matched.values() if entry is not None}
+    for info in cluster.nodes:
+        if info.id not in known_ids:
+            reasons.append(f"the cluster has a node {info.name} ({info.ip_address}) that the inventory does not list")
+    return reasons
+
+
+def archive_reasons(inventory: Inventory, facts: Facts) -> list[str]:
+    if facts.archive is None:
+        return [f"archive: {facts.archive_error}"]
+    expected = inventory.target.sha256
+    if expected and expected.lower() != facts.archive.sha256:
+        return [f"archive {facts.archive.path}: sha256 is {facts.archive.sha256}, the inventory says {expected}"]
+    return []

@@ -1,0 +1,168 @@
+"""The upgrade plan: every node pre-staged, upgrade mode on, one node at a time, finalize, prune.
+
+Every step gets its parameters here (which installation, which version to wait for, which service text), so the
+same StartNode that starts the new installation can start the old one in the node's rollback.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+
+from confluo.errors import RefusedError
+from confluo.inventory import Inventory, Node
+from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
+from confluo.plan.model import NodeWork, Plan
+from confluo.plan.order import least_busy_order
+from confluo.plan.rules import (
+    already_on_target,
+    archive_reasons,
+    cluster_reasons,
+    node_reasons,
+    source_version,
+)
+from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
+from confluo.steps.base import Host, Step
+from confluo.steps.cluster import EnableUpgradeMode, Finalize
+from confluo.steps.configure import CarryCustomizations, CopyDriver, PointHome
+from confluo.steps.repoint import Repoint
+from confluo.steps.service import StartNode, StopNode
+from confluo.steps.stage import ExtractRelease, PruneReleases, TransferArchive, prune_candidates
+from confluo.versions import rolling_upgrade_refusal
+
+# JDBC drivers Atlassian does not bundle: they must be carried from the old installation.
+DRIVER_DATABASES = ("mysql", "oracle")
+
+
+def build_plan(inventory: Inventory, facts: Facts) -> Plan:
+    target = str(inventory.target.version)
+    reasons: list[str] = []
+    reasons += node_reasons(inventory, facts)
+    source = source_version(facts, reasons)
+    if already_on_target(inventory, facts, target):
+        return Plan(inventory.cluster.name, target, target, nothing_to_do=True)
+    if len(inventory.nodes) < 2:
+        reasons.append(
+            f"the inventory has {len(inventory.nodes)} node; a rolling upgrade needs at least 2 so one serves "
+            "while the other is upgraded"
+        )
+    if source is not None:
+        refusal = rolling_upgrade_refusal(source, inventory.target.version)
+        if refusal:
+            reasons.append(f"{source} -> {target}: {refusal}")
+    reasons += cluster_reasons(inventory, facts)
+    reasons += archive_reasons(inventory, facts)
+    if reasons:
+        raise RefusedError(
+            reasons,
+            hint="fix these, then run `confluo plan` again; no host and no cluster setting was changed",
+        )
+    assert facts.archive is not None and facts.cluster is not None and source is not None
+    nodes = [_NodeUpgrade(inventory, node, facts.for_node(node.name), facts.archive, str(source)) for node in
+             inventory.nodes]  # fmt: skip
+    by_name = {n.node.name: n for n in nodes}
+    settle = max(node.timeouts.start_seconds for node in inventory.nodes)
+    return Plan(
+        cluster_name=inventory.cluster.name,
+        source_version=str(source),
+        target_version=target,
+        prestage=tuple(NodeWork(n.node.name, n.prestage()) for n in nodes),
+        shared_staging=inventory.target.staging_shared_home is not None,
+        before=(EnableUpgradeMode(settle_seconds=settle),),
+        rolling=tuple(
+            NodeWork(name, by_name[name].rolling(), by_name[name].rollback())
+            for name in least_busy_order(inventory.nodes, facts.cluster)
+        ),
+        finalize=(
+            Finalize(
+                settle_seconds=settle,
+                tasks_seconds=max(node.timeouts.finalize_seconds for node in inventory.nodes),
+            ),
+        ),
+        prune=_prune(inventory, nodes, facts),
+        new_installs={n.node.name: n.new_install for n in nodes},
+    )
+
+
+class _NodeUpgrade:
+    """The parameters of one node's steps, fixed before the first change."""
+
+    def __init__(self, inventory: Inventory, node: Node, found: NodeFacts, archive: Archive, source: str) -> None:
+        assert found.old_install is not None
+        self.node = node
+        self.host = Host(node, found.login_user)
+        self.found = found
+        self.archive = archive
+        self.source = source
+        self.paths: NodePaths = node_paths(
+            node, archive.version, found.login_home, inventory.target.staging_shared_home
+        )
+        self.old_install = found.old_install
+        self.new_install = self.paths.new_install
+        self.shared = inventory.target.staging_shared_home is not None
+        self.customizations = tuple(rel for rel in inventory.customizations if rel in found.present)
+        self.drivers = found.drivers if inventory.database in DRIVER_DATABASES else ()
+
+    def prestage(self) -> tuple[Step, ...]:
+        return (
+            TransferArchive(
+                self.host,
+                local_archive=str(self.archive.path),
+                sha256=self.archive.sha256,
+                size=self.archive.size,
+                staged=self.paths.staged_archive,
+                shared=self.shared,
+            ),
+            ExtractRelease(self.host, self.paths.staged_archive, self.new_install, self.archive.version),
+        )
+
+    def _repoint(self) -> Repoint:
+        return Repoint(
+            self.host,
+            from_install=self.old_install,
+            to_install=self.new_install,
+            link=self.paths.current_link,
+            definition_text=self.found.files.get(SERVICE_FILE_KEY, ""),
+        )
+
+    def _service_install(self, install: str) -> str:
+        return self.paths.current_link or install
+
+    def rolling(self) -> tuple[Step, ...]:
+        stock, old_files = self.archive.stock_files, self.found.files
+        return (
+            StopNode(self.host, self.old_install, self._service_install(self.old_install)),
+            PointHome(self.host, self.new_install, stock.get(INIT_PROPERTIES, "")),
+            CopyDriver(self.host, self.old_install, self.new_install, self.drivers),
+            CarryCustomizations(
+                self.host,
+                self.old_install,
+                self.new_install,
+                self.customizations,
+                old_texts={rel: text for rel, text in old_files.items() if rel in self.customizations},
+                stock_texts=stock,
+            ),
+            self._repoint(),
+            StartNode(self.host, self.new_install, self._service_install(self.new_install), self.archive.version),
+        )
+
+    def rollback(self) -> tuple[Step, ...]:
+        """Back on the old installation: stopped, repointed, started and ACTIVE on the source version."""
+        return (
+            StopNode(self.host, self.new_install, self._service_install(self.new_install)),
+            self._repoint().reversed(),
+            StartNode(self.host, self.old_install, self._service_install(self.old_install), self.source),
+        )
+
+
+def _prune(inventory: Inventory, nodes: Sequence[_NodeUpgrade], facts: Facts) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    for upgrade in nodes:
+        releases = facts.for_node(upgrade.node.name).releases
+        after = tuple(sorted(set(releases) | {posixpath.basename(upgrade.new_install)}))
+        paths = prune_candidates(
+            after, inventory.keep_releases, upgrade.new_install, upgrade.old_install, upgrade.paths.install_root
+        )
+        if paths:
+            steps.append(PruneReleases(upgrade.host, tuple(paths)))
+    return tuple(steps)

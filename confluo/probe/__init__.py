@@ -1,0 +1,1 @@
+"""Read-only facts: a command plus a pure parser. `plan` runs exactly these probes for real."""

@@ -1,0 +1,61 @@
+"""What the read-only probes found, as plain values: the plan is built from these alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluo.api.base import ClusterInfo
+
+SERVICE_FILE_KEY = "@service"  # where the service definition's text goes in NodeFacts.files
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What one node looks like now. `error` is set when it could not be probed at all."""
+
+    node: str
+    error: str | None = None
+    login_home: str = ""
+    login_user: str | None = None
+    old_install: str | None = None
+    installed_version: str | None = None
+    new_install_version: str | None = None
+    new_install_exists: bool = False
+    free_mb: int | None = None
+    staging_free_mb: int | None = None
+    home_exists: bool = False
+    drivers: tuple[str, ...] = ()
+    releases: tuple[str, ...] = ()
+    pid: int | None = None
+    staged_bytes: int | None = None
+    sudo_denied: tuple[str, ...] = ()
+    present: tuple[str, ...] = ()  # customization files that exist in the installation in use
+    files: dict[str, str] = field(default_factory=dict)  # their text, where the login user can read it
+
+    @property
+    def reachable(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Archive:
+    path: Path
+    version: str
+    sha256: str
+    size: int
+    stock_files: dict[str, str]  # relative path in the installation -> text, for the plan's diffs
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the read-only probes found."""
+
+    nodes: tuple[NodeFacts, ...]
+    cluster: ClusterInfo | None
+    cluster_error: str | None
+    archive: Archive | None
+    archive_error: str | None
+
+    def for_node(self, name: str) -> NodeFacts:
+        return next(facts for facts in self.nodes if facts.node == name)

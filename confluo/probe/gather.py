@@ -1,0 +1,94 @@
+"""Every read-only probe at once: the nodes (one SSH round trip each), the cluster API and the release archive."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from confluo.api.base import ApiError, ClusterApi, ClusterInfo, cluster_entry
+from confluo.errors import ConfluoError
+from confluo.inventory import Inventory, Node
+from confluo.layout import INIT_PROPERTIES, node_paths
+from confluo.parallel import in_parallel
+from confluo.probe import archive as archive_module
+from confluo.probe.facts import Archive, Facts, NodeFacts
+from confluo.probe.node import probe_node
+from confluo.transport.remote import Remote
+
+
+def gather_facts(inventory: Inventory, remotes: Mapping[str, Remote], api: ClusterApi) -> Facts:
+    version = str(inventory.target.version)
+    wanted = (INIT_PROPERTIES, *inventory.customizations)
+
+    def probe(node: Node) -> NodeFacts:
+        paths = node_paths(node, version, login_home="", shared_home=inventory.target.staging_shared_home)
+        return probe_node(remotes[node.name], paths, inventory.customizations)
+
+    def cluster() -> ClusterInfo | str:
+        try:
+            return api.cluster()
+        except ApiError as exc:
+            return exc.message
+
+    def read_archive() -> Archive | str:
+        try:
+            path = archive_module.fetch(inventory.target.archive, version)
+            return archive_module.read_archive(path, version, wanted)
+        except ConfluoError as exc:
+            return exc.message
+
+    jobs: list[object] = [*inventory.nodes, "cluster", "archive"]
+
+    def work(job: object) -> object:
+        if job == "cluster":
+            return cluster()
+        if job == "archive":
+            return read_archive()
+        assert isinstance(job, Node)
+        return probe(job)
+
+    results = in_parallel(jobs, work)
+    node_facts = tuple(r for r in results[: len(inventory.nodes)] if isinstance(r, NodeFacts))
+    cluster_result, archive_result = results[-2], results[-1]
+    return Facts(
+        nodes=node_facts,
+        cluster=cluster_result if isinstance(cluster_result, ClusterInfo) else None,
+        cluster_error=cluster_result if isinstance(cluster_result, str) else None,
+        archive=archive_result if isinstance(archive_result, Archive) else None,
+        archive_error=archive_result if isinstance(archive_result, str) else None,
+    )
+
+
+def cluster_status(inventory: Inventory, remotes: Mapping[str, Remote], api: ClusterApi) -> dict[str, Any]:
+    """The cluster as its API reports it, with the version each node has on disk."""
+    cluster = api.cluster()
+
+    def on_disk(node: Node) -> str | None:
+        paths = node_paths(node, str(inventory.target.version), login_home="")
+        facts = probe_node(remotes[node.name], paths, ())
+        return facts.installed_version if facts.reachable else f"unreachable: {facts.error}"
+
+    # Keyed by the cluster's id of each node: names may repeat ("Not configured").
+    entries = {node.name: cluster_entry(cluster, node) for node in inventory.nodes}
+    versions = {
+        info.id: version
+        for node, version in zip(inventory.nodes, in_parallel(list(inventory.nodes), on_disk), strict=True)
+        if (info := entries[node.name]) is not None
+    }
+    return {
+        "v": 1,
+        "state": cluster.state.value,
+        "upgrade_mode": cluster.upgrade_mode,
+        "original_version": cluster.original_version,
+        "nodes": [
+            {
+                "name": info.name,
+                "state": info.state.value,
+                "version": info.version,
+                "version_on_disk": versions.get(info.id),
+                "tasks": info.tasks,
+                "users": info.active_users,
+            }
+            for info in cluster.nodes
+        ],
+    }

@@ -1,0 +1,160 @@
+"""What every step is: a frozen value with plan-time parameters, and the context it runs in.
+
+The runner walks steps the same way whatever they are: skip if `is_done`, `apply`, then `verify`. The same
+Command builders serve `describe()` and `apply()`: the plan shows exactly what the run does.
+"""
+
+from __future__ import annotations
+
+import enum
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from confluo.api.base import ClusterApi
+from confluo.errors import ConfluoError, ExitCode
+from confluo.inventory import Node
+from confluo.layout import PID_FILE
+from confluo.transport.base import quote_argv
+from confluo.transport.remote import Command, Remote
+from confluo.waits import SYSTEM_CLOCK, Clock
+
+
+class StepKind(enum.Enum):
+    """What a step does; the value is its name as plans and events show it."""
+
+    TRANSFER = "transfer archive"
+    EXTRACT = "extract release"
+    STOP = "stop"
+    SET_HOME = "set home"
+    COPY_DRIVER = "copy JDBC driver"
+    CARRY = "carry customizations"
+    REPOINT = "repoint service"
+    START = "start"
+    PRUNE = "remove"
+    UPGRADE_MODE_ON = "POST /rest/zdu/start"
+    FINALIZE = "POST /rest/zdu/approve"
+
+
+PRESTAGE_KINDS = frozenset({StepKind.TRANSFER, StepKind.EXTRACT})
+
+
+class StepError(ConfluoError):
+    """A step could not do its work; the runner adds the node, the step and what to do next."""
+
+    exit_code = ExitCode.FAILED_AFTER_CHANGES
+
+
+class WaitTimedOut(StepError):
+    """A state the step waits for was not reached before its deadline."""
+
+
+class NodeFailed(StepError):
+    """The node itself reports a failure (ERROR, the setup wizard, a checksum that does not match)."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    diff: str
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a step will do, as `plan` prints it."""
+
+    commands: tuple[str, ...] = ()
+    files: tuple[FileChange, ...] = ()
+    waits: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Host:
+    """The node a step works on, and who SSH logs in as there (the probe learns it: an ssh alias may name it)."""
+
+    node: Node
+    login_user: str | None = None
+
+    def line(self, command: Command) -> str:
+        return command.line(self.node, self.login_user)
+
+    def lines(self, commands: tuple[Command, ...]) -> tuple[str, ...]:
+        return tuple(self.line(command) for command in commands)
+
+
+@dataclass
+class StepContext:
+    api: ClusterApi
+    remote: Remote | None = None  # None for the cluster-wide steps
+    clock: Clock = SYSTEM_CLOCK
+    on_wait: Callable[[str], None] = field(default=lambda observed: None)
+
+    @property
+    def shell(self) -> Remote:
+        assert self.remote is not None, "a node step runs with its node's remote"
+        return self.remote
+
+    def check(self, script: str, *args: str) -> bool:
+        """A read-only check on the node: true when the bash snippet exits 0."""
+        line = quote_argv(["bash", "-c", script, "confluo-check", *args])
+        return self.shell.shell(line, timeout=60, check=False).ok
+
+    def read(self, path: str) -> str | None:
+        result = self.shell.shell(quote_argv(["cat", "--", path]), check=False)
+        return result.stdout if result.ok else None
+
+    def run_all(self, commands: tuple[Command, ...], timeout: float = 300) -> None:
+        for command in commands:
+            self.shell.run(command, timeout=timeout)
+
+
+Applied = dict[str, int]  # figures a step reports about its work (bytes sent, ...), carried on its event
+
+
+class Step:
+    """One unit of change. Subclasses are frozen dataclasses; `kind` names what they do."""
+
+    kind: ClassVar[StepKind]
+
+    @property
+    def name(self) -> str:
+        return self.kind.value
+
+    @property
+    def node(self) -> str | None:
+        """The node it changes; None for a cluster-wide step."""
+        return None
+
+    @property
+    def deadline_seconds(self) -> float | None:
+        return None
+
+    def describe(self) -> Preview:
+        raise NotImplementedError
+
+    def is_done(self, ctx: StepContext) -> bool:
+        raise NotImplementedError
+
+    def apply(self, ctx: StepContext) -> Applied | None:
+        raise NotImplementedError
+
+    def verify(self, ctx: StepContext) -> None:
+        """After apply: the host must show the change, or the run stops here."""
+        if not self.is_done(ctx):
+            where = f"{self.node}: " if self.node else ""
+            raise StepError(f"{where}{self.name}: done, but the host does not show the change")
+
+
+class NodeStep(Step):
+    host: Host
+
+    @property
+    def node(self) -> str:
+        return self.host.node.name
+
+
+def process_alive(ctx: StepContext, install: str) -> bool:
+    """/proc, not kill -0: the process may belong to another user than the login user."""
+    pid_file = posixpath.join(install, PID_FILE)
+    return ctx.check('pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && [ -d "/proc/$pid" ]', pid_file)

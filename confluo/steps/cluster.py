@@ -1,0 +1,118 @@
+"""Cluster-wide steps through the ZDU API: upgrade mode on, and the finalization (approve, then STABLE).
+
+A state change that fails for another reason than 409 may have taken effect all the same (the node behind the
+load balancer failed as it answered): the cluster is asked, and the call repeated only if it did not happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluo.api.base import ApiError, ClusterInfo, ClusterState, InvalidTransition
+from confluo.steps.base import Preview, Step, StepContext, StepError, StepKind, WaitTimedOut
+from confluo.waits import Deadline, TimedOut, poll
+
+TRANSITION_PAUSES = (0.5, 1.0, 1.5)
+
+
+def cluster_or_none(ctx: StepContext) -> ClusterInfo | None:
+    """The cluster now, or None while its API fails (the callers wait, within their deadlines)."""
+    try:
+        return ctx.api.cluster()
+    except ApiError:
+        return None
+
+
+def transition(
+    ctx: StepContext, call: Callable[[], object], happened: Callable[[ClusterInfo], bool], hint: str
+) -> None:
+    for pause in (*TRANSITION_PAUSES, None):
+        try:
+            call()
+            return
+        except InvalidTransition as exc:
+            raise StepError(f"{exc.message}", hint=hint) from exc
+        except ApiError as exc:
+            cluster = cluster_or_none(ctx)
+            if cluster is not None and happened(cluster):
+                return
+            if pause is None:
+                raise StepError(exc.message, hint=hint) from exc
+            ctx.on_wait(f"{exc.message}; trying again")
+            ctx.clock.sleep(pause)
+
+
+def wait_for_cluster(ctx: StepContext, wanted: frozenset[ClusterState], seconds: float) -> None:
+    def judge(state: ClusterState) -> None:
+        ctx.on_wait(f"cluster {state.value}")
+        if state is ClusterState.UPGRADE_TASKS_FAILED:
+            raise StepError(
+                "the cluster reports UPGRADE_TASKS_FAILED",
+                hint="see the nodes' atlassian-confluence.log; POST /rest/zdu/retryUpgrade retries the tasks",
+            )
+
+    def state() -> ClusterState:
+        cluster = cluster_or_none(ctx)
+        return cluster.state if cluster else ClusterState.UNKNOWN
+
+    try:
+        poll(state, until=lambda s: s in wanted, deadline=Deadline.after(ctx.clock, seconds), on_wait=judge)
+    except TimedOut as timed_out:
+        raise WaitTimedOut(
+            f"the cluster stayed {timed_out.last.value} for {seconds:.0f} s "
+            f"(waiting for {', '.join(sorted(s.value for s in wanted))})",
+            hint="`confluo status` shows every node's state and version",
+        ) from timed_out
+
+
+@dataclass(frozen=True)
+class EnableUpgradeMode(Step):
+    kind = StepKind.UPGRADE_MODE_ON
+
+    settle_seconds: float  # how long the cluster may take to show a change every node has made
+
+    def describe(self) -> Preview:
+        return Preview(waits=("READY_TO_UPGRADE",))
+
+    def is_done(self, ctx: StepContext) -> bool:
+        cluster = cluster_or_none(ctx)
+        return cluster is not None and cluster.upgrade_mode
+
+    def apply(self, ctx: StepContext) -> None:
+        transition(
+            ctx,
+            ctx.api.start_upgrade,
+            lambda cluster: cluster.upgrade_mode,
+            "the cluster changed state since the preflight; `confluo status` shows it",
+        )
+        wait_for_cluster(ctx, frozenset({ClusterState.READY_TO_UPGRADE, ClusterState.MIXED}), self.settle_seconds)
+
+
+@dataclass(frozen=True)
+class Finalize(Step):
+    kind = StepKind.FINALIZE
+
+    settle_seconds: float
+    tasks_seconds: float  # the upgrade tasks may run long: the inventory's finalize timeout
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self.tasks_seconds
+
+    def describe(self) -> Preview:
+        return Preview(waits=("READY_TO_RUN_UPGRADE_TASKS before, then the upgrade tasks run until STABLE",))
+
+    def is_done(self, ctx: StepContext) -> bool:
+        cluster = cluster_or_none(ctx)
+        return cluster is not None and cluster.state is ClusterState.STABLE and not cluster.upgrade_mode
+
+    def apply(self, ctx: StepContext) -> None:
+        wait_for_cluster(ctx, frozenset({ClusterState.READY_TO_RUN_UPGRADE_TASKS}), self.settle_seconds)
+        transition(
+            ctx,
+            ctx.api.approve_upgrade,
+            lambda cluster: not cluster.upgrade_mode,
+            "the cluster is not READY_TO_RUN_UPGRADE_TASKS; `confluo status` shows which node differs",
+        )
+        wait_for_cluster(ctx, frozenset({ClusterState.STABLE}), self.tasks_seconds)

@@ -1,0 +1,177 @@
+"""Stopping and starting Confluence on a node, each with the wait for the state that proves it, under a deadline.
+
+Both take the installation as a plan-time parameter: the same StartNode starts the new installation in an upgrade
+and the old one in a rollback.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from confluo.api.base import ApiError, NodeState, StatusState, cluster_entry
+from confluo.inventory import Node
+from confluo.steps.base import Host, NodeFailed, NodeStep, Preview, StepContext, StepKind, WaitTimedOut, process_alive
+from confluo.transport.remote import SYSTEMCTL, Command, as_user, root
+from confluo.waits import Deadline, TimedOut, poll
+
+# A node reporting ERROR this many polls in a row has failed; one poll could be a transition.
+ERROR_POLLS = 5
+
+
+def service_command(node: Node, action: str, install: str) -> Command:
+    """`install`: where bin/<action>-confluence.sh is (the `current` link in the symlink layout)."""
+    kind = node.service.kind
+    if kind == "initd":
+        return root(str(node.service.definition), action)
+    if kind == "systemd":
+        return root(SYSTEMCTL, action, node.service.name)
+    return as_user(posixpath.join(install, "bin", f"{action}-confluence.sh"))
+
+
+@dataclass(frozen=True)
+class StopNode(NodeStep):
+    """Graceful stop, then wait for the process to exit and the cluster to show the node OFFLINE."""
+
+    kind = StepKind.STOP
+
+    host: Host
+    install: str  # the installation running now: its work/catalina.pid is watched
+    service_install: str
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self.host.node.timeouts.stop_seconds
+
+    def _command(self) -> Command:
+        return service_command(self.host.node, "stop", self.service_install)
+
+    def describe(self) -> Preview:
+        return Preview(
+            commands=(self.host.line(self._command()),),
+            waits=(
+                f"the process in {posixpath.join(self.install, 'work/catalina.pid')} exits and the cluster shows "
+                f"{self.node} OFFLINE (deadline {self.deadline_seconds:.0f} s)",
+            ),
+        )
+
+    def _offline_in_cluster(self, ctx: StepContext) -> bool:
+        try:
+            info = cluster_entry(ctx.api.cluster(), self.host.node)
+        except ApiError:
+            return False  # not known yet: keep waiting, within the deadline
+        return info is None or info.state is NodeState.OFFLINE
+
+    def _observe(self, ctx: StepContext) -> tuple[bool, bool]:
+        alive = process_alive(ctx, self.install)
+        return alive, not alive and self._offline_in_cluster(ctx)
+
+    def is_done(self, ctx: StepContext) -> bool:
+        return self._observe(ctx)[1]
+
+    def apply(self, ctx: StepContext) -> None:
+        # One deadline for the stop command and the wait after it.
+        deadline = Deadline.after(ctx.clock, self.deadline_seconds)
+        ctx.shell.run(self._command(), timeout=self.deadline_seconds)
+        try:
+            poll(
+                lambda: self._observe(ctx),
+                until=lambda observed: observed[1],
+                deadline=deadline,
+                on_wait=lambda observed: ctx.on_wait(
+                    "process still running" if observed[0] else "process exited; cluster not yet OFFLINE"
+                ),
+            )
+        except TimedOut as timed_out:
+            alive = timed_out.last[0]
+            raise WaitTimedOut(
+                f"{self.node}: did not stop within {self.deadline_seconds:.0f} s "
+                f"({'its process still runs' if alive else 'the cluster does not show it OFFLINE'})",
+                hint=f"a hung shutdown: the stop command was sent and the node no longer serves reliably. Look at "
+                f"{posixpath.join(self.install, 'logs/catalina.out')} on the node; the installation in use is "
+                "unchanged.",
+            ) from timed_out
+
+
+@dataclass(frozen=True)
+class StartNode(NodeStep):
+    """Start, then wait for /status RUNNING and the cluster to show the node ACTIVE on `version`."""
+
+    kind = StepKind.START
+
+    host: Host
+    install: str  # the installation that will run: its work/catalina.pid tells whether it runs already
+    service_install: str
+    version: str
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self.host.node.timeouts.start_seconds
+
+    def _command(self) -> Command:
+        return service_command(self.host.node, "start", self.service_install)
+
+    def describe(self) -> Preview:
+        return Preview(
+            commands=(self.host.line(self._command()),),
+            waits=(
+                f"{self.host.node.url}/status says RUNNING and the cluster shows {self.node} ACTIVE on "
+                f"{self.version} (deadline {self.deadline_seconds:.0f} s)",
+            ),
+        )
+
+    def _observe(self, ctx: StepContext) -> tuple[StatusState, NodeState | None, str | None]:
+        status = ctx.api.node_status(self.host.node.url)
+        try:
+            info = cluster_entry(ctx.api.cluster(), self.host.node)
+        except ApiError:
+            return status, None, None  # a passing API error is no verdict on this node; the deadline is
+        return status, (info.state if info else None), (info.version if info else None)
+
+    def _serving(self, observed: tuple[StatusState, NodeState | None, str | None]) -> bool:
+        status, state, version = observed
+        return status is StatusState.RUNNING and state is NodeState.ACTIVE and version == self.version
+
+    def is_done(self, ctx: StepContext) -> bool:
+        return self._serving(self._observe(ctx))
+
+    def apply(self, ctx: StepContext) -> None:
+        # Started already (a re-run, or the connection dropped after the start): wait for it, do not start twice.
+        if not process_alive(ctx, self.install):
+            ctx.shell.run(self._command(), timeout=120)
+        errors_seen = 0
+
+        def judge(observed: tuple[StatusState, NodeState | None, str | None]) -> None:
+            nonlocal errors_seen
+            status, state, _ = observed
+            ctx.on_wait(_describe(observed))
+            errors_seen = errors_seen + 1 if StatusState.ERROR is status or state is NodeState.ERROR else 0
+            if errors_seen >= ERROR_POLLS:
+                raise NodeFailed(
+                    f"{self.node}: started on {self.version} but reports ERROR ({_describe(observed)})",
+                    hint=self._hint(),
+                )
+            if status is StatusState.FIRST_RUN:
+                raise NodeFailed(
+                    f"{self.node}: the installation shows the setup wizard (FIRST_RUN): it does not find its home",
+                    hint=self._hint(),
+                )
+
+        deadline = Deadline.after(ctx.clock, self.deadline_seconds)
+        try:
+            poll(lambda: self._observe(ctx), until=self._serving, deadline=deadline, on_wait=judge)
+        except TimedOut as timed_out:
+            raise WaitTimedOut(
+                f"{self.node}: not ACTIVE on {self.version} within {self.deadline_seconds:.0f} s "
+                f"({_describe(timed_out.last)})",
+                hint=self._hint(),
+            ) from timed_out
+
+    def _hint(self) -> str:
+        logs = posixpath.join(self.install, "logs/catalina.out")
+        return f"look at {logs} and {self.host.node.home}/logs/atlassian-confluence.log on the node"
+
+
+def _describe(observed: tuple[StatusState, NodeState | None, str | None]) -> str:
+    status, state, _ = observed
+    return f"/status {status.value}, cluster {state.value if state else 'not listed'}"

@@ -1,0 +1,96 @@
+"""The plan as a person reads it before saying yes, as text and as JSON, and the status table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+from confluo.api.base import cluster_entry
+from confluo.inventory import Node
+from confluo.plan.model import Plan
+from confluo.probe.facts import Facts
+
+
+def plan_summary(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> list[str]:
+    """The few lines a person reads before saying yes: versions, order, each node's load and installations."""
+    cluster = facts.cluster
+    state = f", cluster {cluster.state.value}" if cluster else ""
+    lines = [
+        f"Plan: {plan.cluster_name} {plan.source_version} -> {plan.target_version}{state} "
+        f"({len(plan.nodes)} nodes, least busy first: {', '.join(plan.order)})",
+    ]
+    by_name = {node.name: node for node in nodes}
+    for found in facts.nodes:
+        node = by_name.get(found.node)
+        entry = cluster_entry(cluster, node) if cluster and node else None
+        load = f"{entry.tasks} tasks, {entry.active_users} users; " if entry else ""
+        new_install = plan.new_installs.get(found.node)
+        target = f" -> {new_install}" if new_install else ""
+        staged = "; archive already staged" if found.staged_bytes else ""
+        lines.append(f"  {found.node}: {load}{found.old_install}{target}; {found.free_mb} MB free{staged}")
+    return lines
+
+
+def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
+    if plan.nothing_to_do:
+        return f"{plan.cluster_name}: every node already runs {plan.target_version}; nothing to do.\n"
+    lines = plan_summary(plan, facts, nodes)
+    phase = None
+    for step in plan.steps():
+        if step.phase != phase:
+            phase = step.phase
+            lines += ["", f"== {phase}"]
+        lines.append(f"-- {step.node + ': ' if step.node else ''}{step.name}")
+        lines += [f"   $ {command}" for command in step.preview.commands]
+        lines += [f"   wait: {wait}" for wait in step.preview.waits]
+        for change in step.preview.files:
+            lines.append(f"   writes {change.path}" + ("" if change.diff else " (same as shipped)"))
+            lines += [f"     {line}" for line in change.diff.splitlines()]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "cluster": plan.cluster_name,
+        "source_version": plan.source_version,
+        "target_version": plan.target_version,
+        "nothing_to_do": plan.nothing_to_do,
+        "order": list(plan.order),
+        "nodes": [
+            {
+                "name": f.node,
+                "installed_version": f.installed_version,
+                "install_dir": f.old_install,
+                "free_mb": f.free_mb,
+                "archive_staged": bool(f.staged_bytes),
+            }
+            for f in facts.nodes
+        ],
+        "steps": [
+            {
+                "phase": s.phase,
+                "node": s.node,
+                "step": s.name,
+                "commands": list(s.preview.commands),
+                "waits": list(s.preview.waits),
+                "files": [{"path": c.path, "diff": c.diff} for c in s.preview.files],
+            }
+            for s in plan.steps()
+        ],
+    }
+
+
+def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
+    mode = "on" if report["upgrade_mode"] else "off"
+    table = Table(title=f"{cluster_name}: {report['state']}, upgrade mode {mode}")
+    columns = {"node": "name", "state": "state", "version": "version", "on disk": "version_on_disk"}
+    columns |= {"tasks": "tasks", "users": "users"}
+    for title in columns:
+        table.add_column(title)
+    for row in report["nodes"]:
+        table.add_row(*(str(row[key]) for key in columns.values()))
+    return table

@@ -1,0 +1,326 @@
+"""Typed, stateful fakes for fast tests of the plan, the runner and the CLI: no root, no sshd, no HTTP.
+
+    site = FakeSite.build(tmp_path, nodes=3)      # hosts as folders, each with a 9.2.13 installation
+    ports = site.ports()                           # the session's ports: local shells, FakeClusterApi, FakeClock
+    site.fail_start("node2")                       # node2's next start ends in ERROR
+
+A node's host is a folder reached through the real LocalTransport (real bash, real files, real processes): its
+`bin/start-confluence.sh` starts a `sleep` and writes `work/catalina.pid`, `stop-confluence.sh` kills it.
+FakeClusterApi derives every node's state from those hosts (which installation's process is alive, its version)
+and keeps the ZDU state machine: upgrade mode, MIXED, READY_TO_RUN_UPGRADE_TASKS, approve, STABLE.
+FakeClock makes every wait instant: a deadline of an hour passes in a millisecond.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from confluo.api.base import (
+    ApiAuth,
+    ApiError,
+    ClusterInfo,
+    ClusterState,
+    InvalidTransition,
+    NodeInfo,
+    NodeState,
+    StatusState,
+)
+from confluo.app import Ports
+from confluo.inventory import ClusterSettings
+
+SOURCE, TARGET = "9.2.13", "9.2.14"
+POM = "confluence/META-INF/maven/com.atlassian.confluence/confluence-webapp/pom.properties"
+INIT = "confluence/WEB-INF/classes/confluence-init.properties"
+
+START = """#!/bin/bash
+# The fake Confluence: a sleeping process whose pid is in work/catalina.pid, as Tomcat's is.
+here=$(cd "$(dirname "$0")/.." && pwd -P)
+mkdir -p "$here/work"
+# The sleeper's own parent waits for it, so a killed sleeper is reaped at once (PID 1 here may reap late).
+nohup bash -c 'sleep 600 & echo $! > "$1"; wait' confluence "$here/work/catalina.pid" >/dev/null 2>&1 &
+until [ -s "$here/work/catalina.pid" ]; do sleep 0.005; done
+"""
+STOP = """#!/bin/bash
+here=$(cd "$(dirname "$0")/.." && pwd -P)
+pid=$(cat "$here/work/catalina.pid" 2>/dev/null) && kill "$pid" 2>/dev/null
+while [ -n "$pid" ] && [ -d "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do
+  sleep 0.01
+done
+exit 0
+"""
+
+
+class FakeClock:
+    """Time moves only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+def install_tree(root: Path, version: str) -> None:
+    """A Confluence installation as the archive lays it out, with scripts that really start and stop."""
+    (root / "bin").mkdir(parents=True)
+    for name, text in (("start-confluence.sh", START), ("stop-confluence.sh", STOP)):
+        (root / "bin" / name).write_text(text)
+        (root / "bin" / name).chmod(0o755)
+    (root / POM).parent.mkdir(parents=True)
+    (root / POM).write_text(f"version={version}\n")
+    (root / INIT).parent.mkdir(parents=True)
+    (root / INIT).write_text("# confluence.home=/var/atlassian/application-data/confluence\n")
+    (root / "confluence/WEB-INF/lib").mkdir(parents=True)
+    (root / "conf").mkdir()
+    (root / "conf/server.xml").write_text('<Server port="8000" shutdown="SHUTDOWN"/>\n')
+    (root / "logs").mkdir()
+
+
+def release_archive(path: Path, version: str) -> Path:
+    scratch = path.parent / f"build-{version}"
+    install_tree(scratch / f"atlassian-confluence-{version}", version)
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(scratch / f"atlassian-confluence-{version}", arcname=f"atlassian-confluence-{version}")
+    return path
+
+
+@dataclass
+class FakeHost:
+    name: str
+    index: int
+    root: Path
+
+    @property
+    def base(self) -> Path:
+        return self.root / "opt/confluence"
+
+    @property
+    def home(self) -> Path:
+        return self.root / "var/confluence-home"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.{10 + self.index}:8090"
+
+    def running(self) -> tuple[str, str] | None:
+        """(installation, version) of the live Confluence process, if any."""
+        for install in sorted(self.base.iterdir()):
+            pid_file = install / "work/catalina.pid"
+            if install.is_symlink() or not pid_file.is_file():
+                continue
+            pid = pid_file.read_text().strip()
+            if pid and _alive(int(pid)):
+                return str(install), (install / POM).read_text().strip().removeprefix("version=")
+        return None
+
+    def in_use(self) -> str:
+        return os.readlink(self.base / "current")
+
+    def kill(self) -> None:
+        running = self.running()
+        if running:
+            pid = int((Path(running[0]) / "work/catalina.pid").read_text())
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _reap(pid: int) -> None:
+    for _ in range(500):
+        if not _alive(pid):
+            return
+        os.sched_yield()
+
+
+@dataclass
+class FakeClusterApi:
+    """The ZDU state machine over the fake hosts."""
+
+    site: FakeSite
+    upgrade_mode: bool = False
+    original_version: str | None = None
+    tasks_failed: bool = False
+    unreachable: bool = False
+    verify_tls: bool = True
+    calls: list[str] = field(default_factory=list)
+
+    def _nodes(self) -> tuple[NodeInfo, ...]:
+        return tuple(self._node(host) for host in self.site.hosts)
+
+    def _node(self, host: FakeHost) -> NodeInfo:
+        running = host.running()
+        state = NodeState.OFFLINE
+        version = running[1] if running else (self.original_version or SOURCE)
+        if running:
+            state = NodeState.ERROR if self.site.fails(host.name, running[1]) else NodeState.ACTIVE
+        load = self.site.load.get(host.name, 0)
+        return NodeInfo(f"id-{host.name}", host.name, f"127.0.0.{10 + host.index}", state, version, "1", load, 0)
+
+    def _state(self, nodes: tuple[NodeInfo, ...]) -> ClusterState:
+        if not self.upgrade_mode:
+            return ClusterState.STABLE
+        if self.tasks_failed:
+            return ClusterState.UPGRADE_TASKS_FAILED
+        if any(n.state is NodeState.ERROR for n in nodes):
+            return ClusterState.MIXED
+        versions = {n.version for n in nodes if n.state is not NodeState.OFFLINE}
+        if versions == {self.original_version} or not versions:
+            return ClusterState.READY_TO_UPGRADE
+        if len(versions) == 1 and all(n.state is NodeState.ACTIVE for n in nodes):
+            return ClusterState.READY_TO_RUN_UPGRADE_TASKS
+        return ClusterState.MIXED
+
+    def cluster(self) -> ClusterInfo:
+        if self.unreachable:
+            raise ApiError("cluster API GET http://lb.invalid/rest/zdu/cluster: connection refused")
+        nodes = self._nodes()
+        return ClusterInfo(self._state(nodes), self.upgrade_mode, self.original_version, False, nodes)
+
+    def start_upgrade(self) -> ClusterInfo:
+        self.calls.append("start")
+        if self.cluster().state is not ClusterState.STABLE:
+            raise InvalidTransition("409")
+        self.upgrade_mode, self.original_version = True, SOURCE
+        return self.cluster()
+
+    def cancel_upgrade(self) -> ClusterInfo:
+        self.calls.append("cancel")
+        if self.cluster().state is not ClusterState.READY_TO_UPGRADE:
+            raise InvalidTransition("409")
+        self.upgrade_mode = False
+        return self.cluster()
+
+    def approve_upgrade(self) -> ClusterInfo:
+        self.calls.append("approve")
+        if self.cluster().state is not ClusterState.READY_TO_RUN_UPGRADE_TASKS:
+            raise InvalidTransition("409")
+        if self.site.finalize_fails:
+            self.tasks_failed = True
+        else:
+            self.upgrade_mode, self.original_version = False, None
+        return self.cluster()
+
+    def retry_upgrade(self) -> ClusterInfo:
+        self.calls.append("retry")
+        self.tasks_failed = False
+        self.upgrade_mode, self.original_version = False, None
+        return self.cluster()
+
+    def node_status(self, url: str, *, timeout: float = 5.0) -> StatusState:
+        host = next(h for h in self.site.hosts if h.url == url)
+        running = host.running()
+        if running is None:
+            return StatusState.UNREACHABLE
+        return StatusState.ERROR if self.site.fails(host.name, running[1]) else StatusState.RUNNING
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class FakeSite:
+    """Hosts, the cluster API over them, a clock, an inventory and the next release's archive."""
+
+    dir: Path
+    hosts: list[FakeHost]
+    inventory: Path
+    archive: Path
+    clock: FakeClock = field(default_factory=FakeClock)
+    failing: set[str] = field(default_factory=set)  # nodes on which the new release reports ERROR once started
+    load: dict[str, int] = field(default_factory=dict)
+    finalize_fails: bool = False
+    api: FakeClusterApi = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api = FakeClusterApi(self)
+
+    @classmethod
+    def build(cls, tmp_path: Path, nodes: int = 3, **inventory_changes: object) -> FakeSite:
+        hosts = [FakeHost(f"node{i}", i, tmp_path / "hosts" / f"node{i}") for i in range(1, nodes + 1)]
+        archive = release_archive(tmp_path / f"atlassian-confluence-{TARGET}.tar.gz", TARGET)
+        for host in hosts:
+            install_tree(host.base / SOURCE, SOURCE)
+            (host.base / "current").symlink_to(host.base / SOURCE)
+            host.home.mkdir(parents=True)
+            (host.home / "confluence.cfg.xml").write_text("<confluence-configuration/>\n")
+        site = cls(tmp_path, hosts, tmp_path / "inventory.yaml", archive)
+        site.write_inventory(**inventory_changes)
+        site.start_all()
+        return site
+
+    def write_inventory(self, **changes: object) -> None:
+        document: dict[str, object] = {
+            "cluster": {
+                "name": "fake",
+                "api_url": "http://lb.invalid",
+                "credentials": {"username": "admin", "password_env": "HOME"},
+            },
+            "target": {"version": TARGET, "archive": str(self.archive)},
+            "database": "postgresql",
+            "defaults": {"transport": "local", "sudo": False},
+            "nodes": [
+                {
+                    "name": host.name,
+                    "url": host.url,
+                    "install": {"base": str(host.base)},
+                    "home": str(host.home),
+                }
+                for host in self.hosts
+            ],
+        }
+        document.update(changes)
+        self.inventory.write_text(yaml.safe_dump(document))
+
+    def ports(self) -> Ports:
+        def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object) -> FakeClusterApi:
+            return self.api
+
+        return Ports(api=api, clock=self.clock)
+
+    def host(self, name: str) -> FakeHost:
+        return next(host for host in self.hosts if host.name == name)
+
+    def start_all(self) -> None:
+        for host in self.hosts:
+            os.system(f"{host.base / 'current/bin/start-confluence.sh'}")
+
+    def stop_all(self) -> None:
+        for host in self.hosts:
+            host.kill()
+
+    def fail_start(self, name: str) -> None:
+        self.failing.add(name)
+
+    def fails(self, name: str, version: str) -> bool:
+        return name in self.failing and version == TARGET
+
+    def versions(self) -> dict[str, str | None]:
+        return {h.name: (running[1] if (running := h.running()) else None) for h in self.hosts}
+
+    def snapshot(self) -> dict[str, str]:
+        """Every file under the homes and old installations, with its sha256: nothing may be lost."""
+        files = {}
+        for host in self.hosts:
+            for path in sorted([*host.home.rglob("*"), *(host.base / SOURCE).rglob("*")]):
+                if path.is_file() and "work" not in path.parts and "logs" not in path.parts:
+                    files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return files

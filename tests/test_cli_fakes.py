@@ -1,0 +1,76 @@
+"""The command line through click's CliRunner, with an Env whose ports are the fakes: every exit code of the
+table, and what each says, in milliseconds and without a terminal, root or network."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fakes import SOURCE, TARGET, FakeSite
+
+from confluo.cli.env import Env
+from confluo.cli.main import cli
+from confluo.errors import ExitCode
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[FakeSite]:
+    site = FakeSite.build(tmp_path)
+    yield site
+    site.stop_all()
+
+
+def confluo(site: FakeSite, *args: str, tty: bool = False, stdin: str | None = None) -> tuple[int, str, str]:
+    env = Env(stdin_isatty=tty, stdout_isatty=False, ports=site.ports(), state_dir=site.dir / "state")
+    result = CliRunner().invoke(cli, [*args, "-i", str(site.inventory)], obj=env, input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_upgrade_with_yes_succeeds_and_says_so(site: FakeSite) -> None:
+    code, out, _ = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.SUCCESS and "done: pre-staging" in out
+    assert set(site.versions().values()) == {TARGET}
+
+
+def test_upgrade_without_yes_and_without_a_terminal_changes_nothing(site: FakeSite) -> None:
+    code, _, err = confluo(site, "upgrade")
+    assert code == ExitCode.NEEDS_CONFIRMATION and "--yes" in err
+    assert set(site.versions().values()) == {SOURCE} and site.api.calls == []
+
+
+def test_ctrl_d_at_the_prompt_is_a_no(site: FakeSite) -> None:
+    code, _, _ = confluo(site, "upgrade", tty=True, stdin="")
+    assert code == ExitCode.NEEDS_CONFIRMATION and site.api.calls == []
+
+
+def test_status_against_an_unreachable_api_says_nothing_was_changed(site: FakeSite) -> None:
+    site.api.unreachable = True
+    code, _, err = confluo(site, "status")
+    assert code == ExitCode.REFUSED and "nothing was changed" in err and "connection refused" in err
+
+
+def test_plan_refusal_exits_3_with_every_reason(site: FakeSite) -> None:
+    site.host("node2").home.rename(site.host("node2").home.with_name("gone"))
+    code, _, err = confluo(site, "plan")
+    assert code == ExitCode.REFUSED and "node2: the local home" in err
+
+
+def test_a_failed_start_exits_5_with_a_final_json_event(site: FakeSite) -> None:
+    site.load.update(node1=0, node2=1, node3=2)
+    site.fail_start("node1")
+    code, out, err = confluo(site, "upgrade", "--yes", "--json")
+    last = json.loads(out.splitlines()[-1])
+    assert code == ExitCode.FAILED_AFTER_CHANGES and last["event"] == "run_finished" and last["exit_code"] == 5
+    assert "node1" in err and site.versions()["node2"] == SOURCE
+
+
+def test_plan_json_lists_each_step_with_its_commands(site: FakeSite) -> None:
+    code, out, _ = confluo(site, "plan", "--json")
+    plan = json.loads(out)
+    assert code == 0 and plan["target_version"] == TARGET
+    stops = [s for s in plan["steps"] if s["step"] == "stop"]
+    assert [s["node"] for s in stops] == ["node1", "node2", "node3"]
+    assert all(s["commands"][0].endswith("/current/bin/stop-confluence.sh") for s in stops)
