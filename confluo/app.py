@@ -3,17 +3,20 @@ No click and no rich here: the CLI renders what these return."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from confluo.api.base import ApiAuth, ClusterApi
+from confluo.api.base import ApiAuth, ApiError, ClusterApi
 from confluo.events import EventBus
+from confluo.execute.journal import Journal
 from confluo.execute.report import ReportCollector, RunReport
 from confluo.execute.runner import Runner
 from confluo.inventory import ClusterSettings, Inventory, Node, load_inventory
 from confluo.plan.model import Plan
+from confluo.plan.recover import build_cancel_plan, build_finalize_plan
 from confluo.plan.upgrade import build_plan
 from confluo.probe.facts import Facts
 from confluo.probe.gather import cluster_status, gather_facts
@@ -57,6 +60,12 @@ class Ports:
     transport: Callable[..., Transport] = make_transport
     api: Callable[[ClusterSettings, ApiAuth, Clock], ClusterApi] = make_api
     clock: Clock = SYSTEM_CLOCK
+    state_dir: Path = field(default_factory=lambda: state_home())
+
+
+def state_home() -> Path:
+    """Where confluo keeps its logs, locks and run journals (XDG_STATE_HOME)."""
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "confluo"
 
 
 @dataclass
@@ -68,6 +77,7 @@ class Session:
     events: EventBus
     api: ClusterApi
     clock: Clock
+    state_dir: Path
     remotes: dict[str, Remote] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -94,7 +104,7 @@ def open_session(
     masker.add(secret)
     auth = ApiAuth(credentials.username, secret.reveal(), bearer=credentials.secret.kind == "token")
     api = ports.api(inventory.cluster, auth, ports.clock)
-    session = Session(inventory, masker, EventBus(masker), api, ports.clock)
+    session = Session(inventory, masker, EventBus(masker), api, ports.clock, ports.state_dir)
     for node in inventory.nodes:
         transport = ports.transport(node, accept_new_host_keys=accept_new_host_keys)
         session.remotes[node.name] = Remote(node, transport, listeners)
@@ -102,16 +112,47 @@ def open_session(
 
 
 def make_plan(session: Session) -> tuple[Plan, Facts]:
-    """The real read-only probes, then the plan built from what they found."""
+    """The real read-only probes, then the plan built from what they found (resuming this machine's run)."""
     facts = gather_facts(session.inventory, session.remotes, session.api)
+    entry = _journal(session).read()
+    if entry is not None and entry.target_version == str(session.inventory.target.version):
+        facts = replace(facts, resumable_from=entry.source_version)
     return build_plan(session.inventory, facts), facts
 
 
 def run_plan(session: Session, plan: Plan) -> RunReport:
     collector = ReportCollector()
     session.events.subscribe(collector)
-    Runner(plan, session.remotes, session.api, session.events, session.clock).run()
+    on_failure = getattr(session.inventory, "on_failure", "rollback")
+    journal = _journal(session)
+    if plan.goal == "upgrade":
+        journal.started(plan.cluster_name, plan.source_version, plan.target_version)
+    try:
+        Runner(plan, session.remotes, session.api, session.events, session.clock, on_failure=on_failure).run()
+    finally:
+        if _idle(session):
+            journal.finished()  # done, or rolled back to STABLE: nothing left to resume
     return collector.report
+
+
+def _journal(session: Session) -> Journal:
+    return Journal(session.state_dir, session.inventory.cluster.api_url)
+
+
+def _idle(session: Session) -> bool:
+    try:
+        cluster = session.api.cluster()
+    except ApiError:
+        return False
+    return not cluster.upgrade_mode
+
+
+def cancel_plan(session: Session) -> Plan:
+    return build_cancel_plan(session.inventory, session.api.cluster())
+
+
+def finalize_plan(session: Session, *, retry: bool) -> Plan:
+    return build_finalize_plan(session.inventory, session.api.cluster(), retry=retry)
 
 
 def status(session: Session) -> dict[str, Any]:

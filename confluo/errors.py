@@ -18,7 +18,9 @@ class ExitCode(enum.IntEnum):
     REFUSED = 3
     NEEDS_CONFIRMATION = 4
     FAILED_AFTER_CHANGES = 5
+    ROLLED_BACK = 6
     INTERRUPTED = 130
+    TERMINATED = 143
 
     @property
     def description(self) -> str:
@@ -33,7 +35,9 @@ _EXIT_CODE_DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.REFUSED: "refused, or something needed could not be reached or read; nothing was changed",
     ExitCode.NEEDS_CONFIRMATION: "would act, but no --yes and no terminal to ask; nothing was changed",
     ExitCode.FAILED_AFTER_CHANGES: "a step failed after changes began; halted safely (see the hint)",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGINT)",
+    ExitCode.ROLLED_BACK: "a node failed and was rolled back; the cluster serves on the old version (see the hint)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGINT); the node in progress was brought back first",
+    ExitCode.TERMINATED: "terminated (SIGTERM, as cron, systemd and CI send); the node in progress was brought back",
 }
 
 
@@ -133,3 +137,13 @@ class NothingChanged(ConfluoError):
         hint = cause.hint or "nothing was changed on any host or in the cluster"
         super().__init__(f"{cause.message}\n  (nothing was changed)", hint=hint)
         self.cause = cause
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that it unwinds like Ctrl-C: the node in progress is brought back."""
+
+
+class RolledBack(ConfluoError):
+    """A node failed, was put back on its old installation, and the cluster serves on the old version."""
+
+    exit_code = ExitCode.ROLLED_BACK

@@ -294,7 +294,7 @@ class FakeSite:
         def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object) -> FakeClusterApi:
             return self.api
 
-        return Ports(api=api, clock=self.clock)
+        return Ports(api=api, clock=self.clock, state_dir=self.dir / "state")
 
     def host(self, name: str) -> FakeHost:
         return next(host for host in self.hosts if host.name == name)

@@ -24,7 +24,7 @@ def site(tmp_path: Path) -> Iterator[FakeSite]:
 
 
 def confluo(site: FakeSite, *args: str, tty: bool = False, stdin: str | None = None) -> tuple[int, str, str]:
-    env = Env(stdin_isatty=tty, stdout_isatty=False, ports=site.ports(), state_dir=site.dir / "state")
+    env = Env(stdin_isatty=tty, stdout_isatty=False, ports=site.ports())
     result = CliRunner().invoke(cli, [*args, "-i", str(site.inventory)], obj=env, input=stdin)
     return result.exit_code, result.stdout, result.stderr
 
@@ -58,13 +58,13 @@ def test_plan_refusal_exits_3_with_every_reason(site: FakeSite) -> None:
     assert code == ExitCode.REFUSED and "node2: the local home" in err
 
 
-def test_a_failed_start_exits_5_with_a_final_json_event(site: FakeSite) -> None:
+def test_a_failed_start_is_rolled_back_and_exits_6_with_a_final_json_event(site: FakeSite) -> None:
     site.load.update(node1=0, node2=1, node3=2)
     site.fail_start("node1")
     code, out, err = confluo(site, "upgrade", "--yes", "--json")
     last = json.loads(out.splitlines()[-1])
-    assert code == ExitCode.FAILED_AFTER_CHANGES and last["event"] == "run_finished" and last["exit_code"] == 5
-    assert "node1" in err and site.versions()["node2"] == SOURCE
+    assert code == ExitCode.ROLLED_BACK and (last["event"], last["result"]) == ("run_finished", "rolled_back")
+    assert "node1" in err and set(site.versions().values()) == {SOURCE} and not site.api.upgrade_mode
 
 
 def test_plan_json_lists_each_step_with_its_commands(site: FakeSite) -> None:
@@ -74,3 +74,35 @@ def test_plan_json_lists_each_step_with_its_commands(site: FakeSite) -> None:
     stops = [s for s in plan["steps"] if s["step"] == "stop"]
     assert [s["node"] for s in stops] == ["node1", "node2", "node3"]
     assert all(s["commands"][0].endswith("/current/bin/stop-confluence.sh") for s in stops)
+
+
+def test_cancel_turns_upgrade_mode_off_while_no_node_is_upgraded(site: FakeSite) -> None:
+    site.api.start_upgrade()
+    code, out, _ = confluo(site, "cancel", "--yes")
+    assert code == 0 and "cancel: done" in out and not site.api.upgrade_mode
+
+
+def test_cancel_refuses_from_mixed_and_says_what_to_do(site: FakeSite) -> None:
+    site.api.start_upgrade()
+    site.fail_start("node1")  # node1 will run the new version in ERROR: MIXED
+    host = site.host("node1")
+    host.kill()
+    (host.base / "current").unlink()
+    from fakes import install_tree
+
+    install_tree(host.base / TARGET, TARGET)
+    (host.base / "current").symlink_to(host.base / TARGET)
+    site.start_all()
+    code, _, err = confluo(site, "cancel", "--yes")
+    assert code == ExitCode.REFUSED and "MIXED" in err and "confluo upgrade" in err and site.api.upgrade_mode
+
+
+def test_finalize_after_failed_upgrade_tasks_needs_retry_and_then_succeeds(site: FakeSite) -> None:
+    site.finalize_fails = True
+    code, _, err = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.FAILED_AFTER_CHANGES and "UPGRADE_TASKS_FAILED" in err
+    site.finalize_fails = False
+    code, _, err = confluo(site, "finalize", "--yes")
+    assert code == ExitCode.REFUSED and "--retry" in err
+    code, out, _ = confluo(site, "finalize", "--retry", "--yes")
+    assert code == 0 and site.api.calls[-1] == "retry" and not site.api.upgrade_mode

@@ -326,21 +326,32 @@ def test_invalid_inventory_is_reported_with_locations_before_any_host_is_touched
 # -- what goes wrong mid-upgrade ---------------------------------------------------------------------------------
 
 
-def test_a_node_that_will_not_start_halts_the_run_and_loses_nothing(lab: LabHandle) -> None:
+def test_a_node_that_will_not_start_is_rolled_back_and_the_cluster_is_stable_on_the_old_version(
+    lab: LabHandle,
+) -> None:
+    """The new release ends in ERROR on node1 (the fault is cleared once confluo begins to roll back, as only the
+    new release fails): node1 goes back to 9.2.13, upgrade mode is turned off, exit 6, nothing lost."""
     lab.set("node2", tasks=9)
     lab.set("node3", tasks=9)
     lab.fault("node1", "fail-start")
     old = {node["name"]: Path(node["install_dir"]).resolve() for node in lab.status()["nodes"]}
-    result = confluo("upgrade", "-i", str(lab.inventory), "--to", NEXT, "--yes")
-    assert result.returncode == 5, result.stdout + result.stderr
-    assert "node1" in result.stderr and "ERROR" in result.stderr
-    assert "hint:" in result.stderr
+
+    def new_release_only(event: dict[str, Any], _: object) -> None:
+        if event["event"] == "rollback_started":
+            lab.fault("node1", "clear")
+
+    run = upgrade_watching(lab.inventory, new_release_only)
+    assert run.exit_code == 6, run.stderr
+    assert "node1" in run.stderr and "ERROR" in run.stderr and "hint:" in run.stderr
+    assert "node1 is ACTIVE on 9.2.13 again; upgrade mode is off" in run.stderr
     status = lab.status()
     for node in status["nodes"]:
-        assert old[node["name"]].is_dir()
+        assert Path(node["install_dir"]).resolve() == old[node["name"]] and old[node["name"]].is_dir()
         assert Path(node["home"], "confluence.cfg.xml").is_file()
-    others = [n for n in status["nodes"] if n["name"] != "node1"]
-    assert [(n["state"], n["version"]) for n in others] == [("ACTIVE", "9.2.13")] * 2
+    assert [(n["state"], n["version"]) for n in status["nodes"]] == [("ACTIVE", "9.2.13")] * 3
+    url, user, password = lab.api
+    cluster = httpx.get(url + "/rest/zdu/cluster", auth=(user, password), timeout=10).json()
+    assert (cluster["state"], cluster["upgradeModeEnabled"]) == ("STABLE", False)
 
 
 def test_a_hung_shutdown_halts_at_its_deadline(lab: LabHandle, tmp_path: Path) -> None:

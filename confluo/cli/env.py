@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -10,10 +9,6 @@ from pathlib import Path
 from typing import IO
 
 from confluo.app import Ports
-
-
-def _state_home() -> Path:
-    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "confluo"
 
 
 @dataclass
@@ -24,7 +19,10 @@ class Env:
     stdout_isatty: bool = field(default_factory=lambda: sys.stdout.isatty())
     stdout: IO[str] = field(default_factory=lambda: sys.stdout)
     ports: Ports = field(default_factory=Ports)
-    state_dir: Path = field(default_factory=_state_home)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.ports.state_dir
 
     def default_log_path(self) -> Path:
         return self.state_dir / "logs" / time.strftime("upgrade-%Y%m%d-%H%M%S.log")

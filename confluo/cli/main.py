@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from confluo import __version__
-from confluo.cli import upgrade
+from confluo.cli import recover, upgrade
 from confluo.cli.env import Env
 from confluo.cli.options import EXIT_CODES_HELP
+from confluo.errors import Terminated
 from confluo.lab.cli import lab
 
 
@@ -19,7 +22,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Env)
 
 
-for command in (upgrade.plan, upgrade.upgrade, upgrade.status, lab):
+for command in (upgrade.plan, upgrade.upgrade, upgrade.status, recover.cancel, recover.finalize, lab):
     cli.add_command(command)
 
 
@@ -34,5 +37,11 @@ def completion(shell: str) -> None:
     click.echo(completer(cli, {}, "confluo", "_CONFLUO_COMPLETE").source())
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main() -> None:
+    # cron, systemd and CI stop a job with SIGTERM: unwind as for Ctrl-C, bringing the node in progress back.
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="confluo")

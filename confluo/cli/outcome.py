@@ -14,7 +14,7 @@ import click
 
 from confluo.app import Session, open_session
 from confluo.cli.env import Env
-from confluo.errors import ConfluoError, ExitCode, NothingChanged
+from confluo.errors import ConfluoError, ExitCode, NothingChanged, Terminated
 from confluo.secrets import Masker
 from confluo.ui.log import CommandLog
 
@@ -53,12 +53,14 @@ def session_for(
         if read_only and exc.exit_code is ExitCode.FAILED_AFTER_CHANGES:
             exc = NothingChanged(exc)
         fail(exc.exit_code, exc.message, exc.hint)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, Terminated)
         fail(
-            ExitCode.INTERRUPTED,
-            "interrupted",
-            "no step was left half-done on disk (a new installation appears only once complete), but upgrade mode "
-            "may be on and a node stopped: `confluo status` shows where the cluster stands",
+            ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED,
+            "terminated (SIGTERM)" if terminated else "interrupted",
+            "the node in progress was put back on the installation it ran before; nothing is half-done on disk. "
+            "Upgrade mode may still be on: the same `confluo upgrade` again continues where this stopped, and "
+            "`confluo status` shows where the cluster stands",
         )
     except click.exceptions.Exit:
         raise

@@ -81,14 +81,14 @@ def upgrade(
         session.events.subscribe(log.event)
         the_plan, facts = app.make_plan(session)
         if the_plan.nothing_to_do:
-            _say(as_json, f"every node already runs {the_plan.target_version}; nothing to do", "nothing_to_do")
+            say(as_json, f"every node already runs {the_plan.target_version}; nothing to do", "nothing_to_do")
             return
         if not yes:
             if not as_json and env.stdin_isatty:
                 click.echo("\n".join(plan_summary(the_plan, facts, session.inventory.nodes)))
-            _confirm(env, f"Upgrade {the_plan.cluster_name} from {the_plan.source_version} to "
+            confirm(env, f"Upgrade {the_plan.cluster_name} from {the_plan.source_version} to "
                      f"{the_plan.target_version} now?", as_json)  # fmt: skip
-        report = _run_with_view(env, session, as_json, lambda: app.run_plan(session, the_plan))
+        report = run_with_view(env, session, as_json, lambda: app.run_plan(session, the_plan))
         _summary(report, as_json, log.path)
 
 
@@ -109,7 +109,7 @@ def status(env: Env, inventory_path: Path, as_json: bool, accept_new_host_keys: 
             terminal_console(env.stdout).print(status_table(session.inventory.cluster.name, report))
 
 
-def _confirm(env: Env, question: str, as_json: bool) -> None:
+def confirm(env: Env, question: str, as_json: bool) -> None:
     if as_json or not env.stdin_isatty:
         raise NeedsConfirmation()
     try:
@@ -120,7 +120,7 @@ def _confirm(env: Env, question: str, as_json: bool) -> None:
         raise NeedsConfirmation("not confirmed: nothing was changed", hint=None)
 
 
-def _run_with_view(env: Env, session: Session, as_json: bool, work: Callable[[], RunReport]) -> RunReport:
+def run_with_view(env: Env, session: Session, as_json: bool, work: Callable[[], RunReport]) -> RunReport:
     if as_json:
         session.events.subscribe(JsonLines(env.stdout))
         return work()
@@ -154,7 +154,7 @@ def _summary(report: RunReport, as_json: bool, log_path: Path) -> None:
     click.echo(f"log: {log_path}")
 
 
-def _say(as_json: bool, message: str, kind: str) -> None:
+def say(as_json: bool, message: str, kind: str) -> None:
     if as_json:
         click.echo(json.dumps({"v": 1, "event": kind, "message": message}, separators=(",", ":")))
     else:

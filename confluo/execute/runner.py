@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from confluo.api.base import ApiError, ClusterApi, ClusterInfo
-from confluo.errors import ConfluoError, ExitCode, NothingChanged, StepFailed
+from confluo.errors import ConfluoError, ExitCode, NothingChanged, RolledBack, StepFailed
 from confluo.events import EventBus
 from confluo.inventory import Node
 from confluo.parallel import in_parallel
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import Pick, Snapshot, Wait, next_node
-from confluo.steps.base import PRESTAGE_KINDS, Step, StepContext
+from confluo.steps.base import PRESTAGE_KINDS, Step, StepContext, StepKind
 from confluo.transport.base import CommandFailed, ConnectionFailed, ConnectionLost, TransportError
 from confluo.transport.remote import Remote
 from confluo.waits import SYSTEM_CLOCK, Clock, Deadline, TimedOut, poll, retry
@@ -33,12 +33,15 @@ class Runner:
         api: ClusterApi,
         events: EventBus,
         clock: Clock = SYSTEM_CLOCK,
+        on_failure: str = "rollback",
     ) -> None:
         self.plan = plan
         self.remotes = remotes
         self.api = api
         self.events = events
         self.clock = clock
+        self.on_failure = on_failure  # "rollback" a failed node onto its old installation, or "halt" as it is
+        self.upgraded = {work.node for work in plan.rolling if work.upgraded}
         self.changed = False  # whether any step has applied a change yet: it decides the exit code
         self._ready_node: Node | None = None  # the node upgraded last, and when it was seen serving
         self._ready_at = 0.0
@@ -54,20 +57,25 @@ class Runner:
 
     def _run(self) -> None:
         plan = self.plan
+        upgrade = plan.goal == "upgrade"
         self.events.emit(
             "run_started",
-            f"upgrading {plan.cluster_name} from {plan.source_version} to {plan.target_version}",
+            f"upgrading {plan.cluster_name} from {plan.source_version} to {plan.target_version}"
+            if upgrade
+            else f"{plan.goal}: {plan.cluster_name}",
             nodes=list(plan.nodes),
         )
         self._prestage()
         self._cluster_steps(plan.before, "upgrade mode")
         self._roll()
-        self._cluster_steps(plan.finalize, "finalize")
+        self._cluster_steps(plan.finalize, "finalize" if upgrade else plan.goal)
         for step in plan.prune:
             self._do(step, phase="prune")
         self.events.emit(
             "run_finished",
-            f"{plan.cluster_name} runs {plan.target_version} on every node; the cluster is STABLE",
+            f"{plan.cluster_name} runs {plan.target_version} on every node; the cluster is STABLE"
+            if upgrade
+            else f"{plan.goal}: done; the cluster is STABLE",
             result="success",
         )
 
@@ -148,10 +156,64 @@ class Runner:
 
     def _node(self, work: NodeWork) -> None:
         self.events.emit("node_started", f"{work.node}: upgrading", node=work.node)
-        for step in work.steps:
-            self._do(step, phase=step.name)
+        stopped = False  # before its stop completes, a failure changed nothing on the node: nothing to undo
+        try:
+            for step in work.steps:
+                self._do(step, phase=step.name)
+                stopped = stopped or step.kind is StepKind.STOP
+        except StepFailed as failure:
+            if self.on_failure == "rollback" and stopped:
+                self._roll_back(work, failure)
+            raise
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM: the node in progress is never left down or half-swapped.
+            self._roll_back(work, None)
+            raise
+        self.upgraded.add(work.node)
         self._ready_node, self._ready_at = self.remotes[work.node].node, self.clock.monotonic()
         self.events.emit("node_done", f"{work.node}: ACTIVE on {self.plan.target_version}", node=work.node)
+
+    def _roll_back(self, work: NodeWork, failure: StepFailed | None) -> None:
+        """The node back on its old installation, ACTIVE on the source version; upgrade mode off if no node
+        remains upgraded. Raises what the user reads; returns only after an interrupt (which then goes on)."""
+        source = self.plan.source_version
+        if not work.rollback:
+            return  # the plan found no old installation to go back to; the failure says what happened
+        self.events.emit("rollback_started", f"{work.node}: putting it back on {source}", node=work.node)
+        try:
+            for step in work.rollback:
+                self._do(step, phase=f"rollback: {step.name}")
+        except StepFailed as second:
+            raise StepFailed(
+                node=work.node,
+                step=f"rollback ({second.step})",
+                command=second.command,
+                exit_status=second.exit_status,
+                output_tail=(f"{failure.message}\nthen, rolling back:\n" if failure else "") + second.output_tail,
+                hint=f"{work.node} is not serving: {second.hint}",
+            ) from failure
+        self.events.emit("node_rolled_back", f"{work.node}: ACTIVE on {source} again", node=work.node)
+        if not self.upgraded:
+            for step in self.plan.cancel:
+                self._do(step, phase="upgrade mode")
+        if failure is None:
+            return
+        if not self.upgraded:
+            raise RolledBack(
+                f"{failure.message}\n  rolled back: {work.node} is ACTIVE on {source} again; upgrade mode is off "
+                f"and the cluster is STABLE on {source}",
+                hint=f"{failure.hint}. Once the cause is fixed, run `confluo upgrade` again.",
+            ) from failure
+        raise StepFailed(
+            node=failure.node,
+            step=failure.step,
+            command=failure.command,
+            exit_status=failure.exit_status,
+            output_tail=failure.output_tail
+            + f"\nrolled back: {work.node} is ACTIVE on {source} again; {', '.join(sorted(self.upgraded))} run "
+            f"{self.plan.target_version}, so upgrade mode stays on (the cluster is MIXED and serving)",
+            hint=f"{failure.hint}. Once the cause is fixed, `confluo upgrade` again continues where this stopped.",
+        ) from failure
 
     # -- one step --------------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ class NodeWork:
     node: str
     steps: tuple[Step, ...]
     rollback: tuple[Step, ...] = ()
+    upgraded: bool = False  # it ran the target already when the plan was made (a resumed run)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class PlannedStep:
 
 @dataclass(frozen=True)
 class Plan:
+    """`goal`: upgrade, or cancel / finalize, which only bring an upgrade in progress to its end."""
+
     cluster_name: str
     source_version: str
     target_version: str
@@ -53,8 +56,10 @@ class Plan:
     before: tuple[Step, ...] = ()  # cluster-wide, before the rolling phase
     rolling: tuple[NodeWork, ...] = ()  # least busy first as the cluster reports now; re-chosen before each node
     finalize: tuple[Step, ...] = ()
+    cancel: tuple[Step, ...] = ()  # upgrade mode off again, when a rollback leaves no node upgraded
     prune: tuple[Step, ...] = ()
     nothing_to_do: bool = False
+    goal: str = "upgrade"
     new_installs: Mapping[str, str] = field(default_factory=dict)  # node -> the installation it will run
 
     @property

@@ -50,8 +50,33 @@ def node_reasons(inventory: Inventory, facts: Facts) -> list[str]:
     return reasons
 
 
-def source_version(facts: Facts, reasons: list[str]) -> Version | None:
+# States of an upgrade that a run can continue from, with upgrade mode on since an earlier run.
+RESUMABLE = frozenset(
+    {
+        ClusterState.READY_TO_UPGRADE,
+        ClusterState.MIXED,
+        ClusterState.READY_TO_RUN_UPGRADE_TASKS,
+        ClusterState.UPGRADE_TASKS_FAILED,
+    }
+)
+
+
+def resuming(facts: Facts, target: str) -> str | None:
+    """The version an upgrade in progress started from, when this run continues it; else None."""
+    cluster = facts.cluster
+    if cluster is None or not cluster.upgrade_mode or cluster.state not in RESUMABLE:
+        return None
+    original = cluster.original_version
+    if not original or original == target or facts.resumable_from != original:
+        return None  # upgrade mode was turned on by someone else, or for another upgrade: not ours to continue
+    return original
+
+
+def source_version(facts: Facts, target: str, reasons: list[str]) -> Version | None:
     versions = {f.installed_version for f in facts.nodes if f.installed_version}
+    original = resuming(facts, target)
+    if original is not None and versions <= {original, target}:
+        versions = {original}  # some nodes were upgraded by an earlier run: the source is where it started
     if len(versions) > 1:
         listing = ", ".join(f"{f.node}={f.installed_version}" for f in facts.nodes if f.installed_version)
         reasons.append(f"the nodes run different versions ({listing})")
@@ -84,9 +109,13 @@ def cluster_reasons(inventory: Inventory, facts: Facts) -> list[str]:
     if cluster is None:
         return [f"cluster API: {facts.cluster_error}"]
     reasons = []
-    if cluster.state is not ClusterState.STABLE:
+    if cluster.state is not ClusterState.STABLE and resuming(facts, str(inventory.target.version)) is None:
         mode = "upgrade mode is on" if cluster.upgrade_mode else "upgrade mode is off"
-        reasons.append(f"the cluster is {cluster.state.value} ({mode}), not STABLE")
+        reasons.append(
+            f"the cluster is {cluster.state.value} ({mode}), not STABLE, and no confluo run from this machine "
+            "started an upgrade to this version: `confluo status` shows the nodes; `confluo cancel` or "
+            "`confluo finalize` end an upgrade in progress"
+        )
     for info in cluster.nodes:
         if info.state is NodeState.ERROR:
             reasons.append(f"cluster node {info.name} ({info.ip_address}) is in ERROR")
@@ -97,7 +126,9 @@ def cluster_reasons(inventory: Inventory, facts: Facts) -> list[str]:
             reasons.append(f"{name} is in the inventory but not in the cluster (cluster nodes: {listing})")
     for found in facts.nodes:
         entry = matched.get(found.node)
-        if entry is not None and found.installed_version and entry.version != found.installed_version:
+        # An OFFLINE node is listed with the version it last ran: a stopped node is no contradiction.
+        stale = entry is not None and entry.state is NodeState.OFFLINE
+        if entry is not None and not stale and found.installed_version and entry.version != found.installed_version:
             reasons.append(
                 f"{found.node} runs {entry.version} but {found.installed_version} is installed: it was not "
                 "restarted since its installation changed"

@@ -23,7 +23,7 @@ from confluo.plan.rules import (
 )
 from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
 from confluo.steps.base import Host, Step
-from confluo.steps.cluster import EnableUpgradeMode, Finalize
+from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize
 from confluo.steps.configure import CarryCustomizations, CopyDriver, PointHome
 from confluo.steps.repoint import Repoint
 from confluo.steps.service import StartNode, StopNode
@@ -38,7 +38,7 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
     target = str(inventory.target.version)
     reasons: list[str] = []
     reasons += node_reasons(inventory, facts)
-    source = source_version(facts, reasons)
+    source = source_version(facts, target, reasons)
     if already_on_target(inventory, facts, target):
         return Plan(inventory.cluster.name, target, target, nothing_to_do=True)
     if len(inventory.nodes) < 2:
@@ -70,9 +70,10 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
         shared_staging=inventory.target.staging_shared_home is not None,
         before=(EnableUpgradeMode(settle_seconds=settle),),
         rolling=tuple(
-            NodeWork(name, by_name[name].rolling(), by_name[name].rollback())
+            NodeWork(name, by_name[name].rolling(), by_name[name].rollback(), upgraded=by_name[name].upgraded)
             for name in least_busy_order(inventory.nodes, facts.cluster)
         ),
+        cancel=(CancelUpgradeMode(settle_seconds=settle),),
         finalize=(
             Finalize(
                 settle_seconds=settle,
@@ -97,13 +98,19 @@ class _NodeUpgrade:
         self.paths: NodePaths = node_paths(
             node, archive.version, found.login_home, inventory.target.staging_shared_home
         )
-        self.old_install = found.old_install
+        # Resumed after this node was upgraded: it runs the target, and its way back is the source installation.
+        self.upgraded = found.installed_version == archive.version
         self.new_install = self.paths.new_install
+        self.old_install = (
+            _source_install(node, found, self.paths.install_root, source) if self.upgraded else found.old_install
+        )
         self.shared = inventory.target.staging_shared_home is not None
         self.customizations = tuple(rel for rel in inventory.customizations if rel in found.present)
         self.drivers = found.drivers if inventory.database in DRIVER_DATABASES else ()
 
     def prestage(self) -> tuple[Step, ...]:
+        if self.upgraded:
+            return ()
         return (
             TransferArchive(
                 self.host,
@@ -117,6 +124,7 @@ class _NodeUpgrade:
         )
 
     def _repoint(self) -> Repoint:
+        assert self.old_install is not None
         return Repoint(
             self.host,
             from_install=self.old_install,
@@ -128,7 +136,13 @@ class _NodeUpgrade:
     def _service_install(self, install: str) -> str:
         return self.paths.current_link or install
 
+    def _start_new(self) -> StartNode:
+        return StartNode(self.host, self.new_install, self._service_install(self.new_install), self.archive.version)
+
     def rolling(self) -> tuple[Step, ...]:
+        if self.upgraded:
+            return (self._start_new(),)  # started if a run stopped before it came back; else already done
+        assert self.old_install is not None
         stock, old_files = self.archive.stock_files, self.found.files
         return (
             StopNode(self.host, self.old_install, self._service_install(self.old_install)),
@@ -143,16 +157,31 @@ class _NodeUpgrade:
                 stock_texts=stock,
             ),
             self._repoint(),
-            StartNode(self.host, self.new_install, self._service_install(self.new_install), self.archive.version),
+            self._start_new(),
         )
 
     def rollback(self) -> tuple[Step, ...]:
         """Back on the old installation: stopped, repointed, started and ACTIVE on the source version."""
+        if self.old_install is None:
+            return ()
         return (
-            StopNode(self.host, self.new_install, self._service_install(self.new_install)),
+            StopNode(
+                self.host, self.new_install, self._service_install(self.new_install), also_watched=(self.old_install,)
+            ),
             self._repoint().reversed(),
             StartNode(self.host, self.old_install, self._service_install(self.old_install), self.source),
         )
+
+
+def _source_install(node: Node, found: NodeFacts, root: str, source: str) -> str | None:
+    """Where the source version is installed: the inventory's path in the plain layout, else the release
+    directory named for it beside the others."""
+    if node.install.layout == "plain" and node.install.path is not None:
+        return str(node.install.path)
+    for name in (source, f"atlassian-confluence-{source}"):
+        if name in found.releases:
+            return posixpath.join(root, name)
+    return None
 
 
 def _prune(inventory: Inventory, nodes: Sequence[_NodeUpgrade], facts: Facts) -> tuple[Step, ...]:
@@ -161,7 +190,11 @@ def _prune(inventory: Inventory, nodes: Sequence[_NodeUpgrade], facts: Facts) ->
         releases = facts.for_node(upgrade.node.name).releases
         after = tuple(sorted(set(releases) | {posixpath.basename(upgrade.new_install)}))
         paths = prune_candidates(
-            after, inventory.keep_releases, upgrade.new_install, upgrade.old_install, upgrade.paths.install_root
+            after,
+            inventory.keep_releases,
+            upgrade.new_install,
+            upgrade.old_install or upgrade.new_install,
+            upgrade.paths.install_root,
         )
         if paths:
             steps.append(PruneReleases(upgrade.host, tuple(paths)))

@@ -56,6 +56,7 @@ class Facts:
     cluster_error: str | None
     archive: Archive | None
     archive_error: str | None
+    resumable_from: str | None = None  # a confluo run from this machine started an upgrade to this target
 
     def for_node(self, name: str) -> NodeFacts:
         return next(facts for facts in self.nodes if facts.node == name)

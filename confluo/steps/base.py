@@ -34,6 +34,8 @@ class StepKind(enum.Enum):
     START = "start"
     PRUNE = "remove"
     UPGRADE_MODE_ON = "POST /rest/zdu/start"
+    UPGRADE_MODE_OFF = "POST /rest/zdu/cancel"
+    RETRY_FINALIZE = "POST /rest/zdu/retryUpgrade"
     FINALIZE = "POST /rest/zdu/approve"
 
 

@@ -116,3 +116,59 @@ class Finalize(Step):
             "the cluster is not READY_TO_RUN_UPGRADE_TASKS; `confluo status` shows which node differs",
         )
         wait_for_cluster(ctx, frozenset({ClusterState.STABLE}), self.tasks_seconds)
+
+
+@dataclass(frozen=True)
+class CancelUpgradeMode(Step):
+    """Upgrade mode off again: the cluster allows it only while no node runs another version (READY_TO_UPGRADE)."""
+
+    kind = StepKind.UPGRADE_MODE_OFF
+
+    settle_seconds: float
+
+    def describe(self) -> Preview:
+        return Preview(waits=("STABLE, upgrade mode off",))
+
+    def is_done(self, ctx: StepContext) -> bool:
+        cluster = cluster_or_none(ctx)
+        return cluster is not None and not cluster.upgrade_mode
+
+    def apply(self, ctx: StepContext) -> None:
+        # Right after a node rejoins, the cluster may still show it as it was: wait until every node is back.
+        wait_for_cluster(ctx, frozenset({ClusterState.READY_TO_UPGRADE}), self.settle_seconds)
+        transition(
+            ctx,
+            ctx.api.cancel_upgrade,
+            lambda cluster: not cluster.upgrade_mode,
+            "a node runs another version, so the cluster keeps upgrade mode on; `confluo status` shows which",
+        )
+        wait_for_cluster(ctx, frozenset({ClusterState.STABLE}), self.settle_seconds)
+
+
+@dataclass(frozen=True)
+class RetryFinalize(Step):
+    """After UPGRADE_TASKS_FAILED: run the upgrade tasks again (POST /rest/zdu/retryUpgrade), until STABLE."""
+
+    kind = StepKind.RETRY_FINALIZE
+
+    tasks_seconds: float
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self.tasks_seconds
+
+    def describe(self) -> Preview:
+        return Preview(waits=("the upgrade tasks run again until STABLE",))
+
+    def is_done(self, ctx: StepContext) -> bool:
+        cluster = cluster_or_none(ctx)
+        return cluster is not None and cluster.state is ClusterState.STABLE and not cluster.upgrade_mode
+
+    def apply(self, ctx: StepContext) -> None:
+        transition(
+            ctx,
+            ctx.api.retry_upgrade,
+            lambda cluster: cluster.state is not ClusterState.UPGRADE_TASKS_FAILED,
+            "the cluster is not UPGRADE_TASKS_FAILED any more; `confluo status` shows where it stands",
+        )
+        wait_for_cluster(ctx, frozenset({ClusterState.STABLE}), self.tasks_seconds)

@@ -38,6 +38,7 @@ class StopNode(NodeStep):
     host: Host
     install: str  # the installation running now: its work/catalina.pid is watched
     service_install: str
+    also_watched: tuple[str, ...] = ()  # in a rollback: the old installation may be the one running
 
     @property
     def deadline_seconds(self) -> float:
@@ -63,7 +64,7 @@ class StopNode(NodeStep):
         return info is None or info.state is NodeState.OFFLINE
 
     def _observe(self, ctx: StepContext) -> tuple[bool, bool]:
-        alive = process_alive(ctx, self.install)
+        alive = any(process_alive(ctx, install) for install in (self.install, *self.also_watched))
         return alive, not alive and self._offline_in_cluster(ctx)
 
     def is_done(self, ctx: StepContext) -> bool:

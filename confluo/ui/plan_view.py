@@ -11,6 +11,7 @@ from confluo.api.base import cluster_entry
 from confluo.inventory import Node
 from confluo.plan.model import Plan
 from confluo.probe.facts import Facts
+from confluo.steps.base import Step
 
 
 def plan_summary(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> list[str]:
@@ -48,8 +49,24 @@ def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
         for change in step.preview.files:
             lines.append(f"   writes {change.path}" + ("" if change.diff else " (same as shipped)"))
             lines += [f"     {line}" for line in change.diff.splitlines()]
+    lines += _rollback_lines(plan)
     lines.append("")
     return "\n".join(lines)
+
+
+def _rollback_lines(plan: Plan) -> list[str]:
+    """What confluo does when a node fails or the run is interrupted while it upgrades that node."""
+    lines = ["", f"== if a node fails or the run is interrupted: that node goes back to {plan.source_version}"]
+    for work in plan.rolling:
+        if work.rollback:
+            lines.append(f"-- {work.node}: " + " -> ".join(_step_line(step) for step in work.rollback))
+    lines.append("-- then, if no node runs the new version: upgrade mode off (POST /rest/zdu/cancel)")
+    return lines
+
+
+def _step_line(step: Step) -> str:
+    commands = step.describe().commands
+    return f"{step.name} ({commands[-1]})" if commands else step.name
 
 
 def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
@@ -81,6 +98,10 @@ def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
             }
             for s in plan.steps()
         ],
+        "rollback": {
+            work.node: [{"step": s.name, "commands": list(s.describe().commands)} for s in work.rollback]
+            for work in plan.rolling
+        },
     }
 
 
