@@ -122,10 +122,12 @@ def test_ssh_refuses_a_host_key_not_in_known_hosts(shared_lab: LabHandle, tmp_pa
 @requires_ssh
 def test_sudo_allows_the_upgrade_commands_and_refuses_the_rest(shared_lab: LabHandle) -> None:
     scratch = shared_lab.dir / "hosts" / "node1" / "opt" / "sudo-check"
-    allowed = shared_lab.ssh("node1", f"sudo -n /usr/bin/mkdir -p {scratch} && sudo -n /usr/bin/test -d {scratch}")
+    allowed = shared_lab.ssh("node1", f"sudo -n /usr/bin/mkdir -p {scratch}")
     assert allowed.returncode == 0, allowed.stderr
-    assert scratch.stat().st_uid == 0  # created as root
-    for command in ("/usr/bin/id", "/bin/sh -c true", "/usr/bin/vi /etc/passwd", "/usr/bin/chmod 777 /tmp"):
+    assert scratch.is_dir() and scratch.stat().st_uid == 0  # created as root
+    refusals = ("/usr/bin/id", "/bin/sh -c true", "/usr/bin/vi /etc/passwd", "/usr/bin/chmod 777 /tmp",
+                "/usr/bin/cat /etc/shadow", f"/usr/bin/test -d {scratch}")  # none of the README's commands
+    for command in refusals:
         refused = shared_lab.ssh("node1", f"sudo -n {command}")
         assert refused.returncode != 0, command
         assert "a password is required" in refused.stderr
