@@ -31,7 +31,8 @@ SOURCE = Path(os.environ.get("CONFLUO_SOURCE") or REPO).resolve()
 COMMIT_FILE = ".confluo-commit"
 sys.path.insert(0, str(SOURCE))
 
-from confluo.lab import cluster, confluence_node, hosts  # noqa: E402 - after the sys.path fix
+from confluo.lab import hosts, lifecycle, model  # noqa: E402 - after the sys.path fix
+from confluo.lab.node.cluster_state import cluster_view  # noqa: E402
 
 LABS_BASE = Path("/tmp/confluo-bench-labs")
 KEEP_ENV = "CONFLUO_KEEP_LABS"
@@ -153,7 +154,7 @@ def new_lab_dir(prefix: str) -> Path:
 @dataclass
 class BenchLab:
     dir: Path
-    record: cluster.Lab
+    record: model.Lab
     up_seconds: float
     extra_files: list[Path] = field(default_factory=list)
 
@@ -167,7 +168,7 @@ class BenchLab:
 
     def view(self) -> dict[str, dict[str, Any]]:
         """The cluster database's rows by node name (what `confluo lab status` reads; no HTTP)."""
-        return {row["name"]: row for row in confluence_node.cluster_view(self.record.db_file)["nodes"]}
+        return {row["name"]: row for row in cluster_view(self.record.db_file)["nodes"]}
 
     def ssh_argv(self, node: str, *command: str) -> list[str]:
         """OpenSSH with the lab's key and known_hosts, strict host key checking, no prompts."""
@@ -175,7 +176,7 @@ class BenchLab:
         return [*ssh_options(self.record, "ssh"), f"{target.user}@{target.address}", *command]
 
 
-def ssh_options(record: cluster.Lab, program: str) -> list[str]:
+def ssh_options(record: model.Lab, program: str) -> list[str]:
     port_flag = "-P" if program == "scp" else "-p"
     return [
         program,
@@ -204,13 +205,13 @@ def bench_lab(
     if not hosts.ssh_supported():
         raise SystemExit("these benchmarks need ssh mode: run them as root with OpenSSH's sshd installed")
     lab_dir = new_lab_dir(prefix)
-    timings = cluster.Timings(start_seconds, stop_seconds, finalize_seconds)
-    options = cluster.LabOptions(nodes=nodes, db=db, lb=lb, timings=timings)
+    timings = model.Timings(start_seconds, stop_seconds, finalize_seconds)
+    options = model.LabOptions(nodes=nodes, db=db, lb=lb, timings=timings)
     say(f"lab up: {nodes} node(s), lb {lb}, start {start_seconds} s, stop {stop_seconds} s, in {lab_dir}")
     began = time.monotonic()
     handle: BenchLab | None = None
     try:
-        record = cluster.up(lab_dir, options)
+        record = lifecycle.up(lab_dir, options)
         handle = BenchLab(lab_dir, record, time.monotonic() - began)
         addresses = [n.address for n in record.nodes]
         shown = ", ".join(addresses) if len(addresses) <= 4 else f"{addresses[0]} .. {addresses[-1]}"
@@ -218,9 +219,9 @@ def bench_lab(
         yield handle
     finally:
         try:
-            if cluster.lab_json(lab_dir).exists():
+            if model.lab_json(lab_dir).exists():
                 say(f"lab down: {lab_dir}")
-                cluster.down(lab_dir)
+                lifecycle.down(lab_dir)
         finally:
             for extra in handle.extra_files if handle else []:
                 remove(extra)

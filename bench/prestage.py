@@ -32,7 +32,7 @@ from benchlib import BenchLab, say
 
 from confluo.app import make_transport
 from confluo.inventory import load_inventory
-from confluo.lab import cluster
+from confluo.lab import model, tarball
 
 MB = 1_000_000  # throughput in MB/s (10^6 bytes); sizes of the archive in MiB as the lab builds them
 REMOTE_SCP_NAME = "confluo-bench-scp.bin"
@@ -125,13 +125,13 @@ def main() -> None:
     args = parser.parse_args()
     benchlib.install_signal_handlers()
 
-    version = cluster.next_bugfix(cluster.DEFAULT_VERSION)
+    version = model.next_bugfix(model.DEFAULT_VERSION)
     files = benchlib.new_lab_dir("prestage-files-")
     try:
         archive, build_seconds = build_archive(version, files, args.size_mb)
         size = archive.stat().st_size
         hash_began = time.perf_counter()
-        sha256 = cluster.sha256_of(archive)
+        sha256 = tarball.sha256_of(archive)
         hash_seconds = time.perf_counter() - hash_began
         say(f"{archive.name}: {size / MB:.1f} MB, built in {build_seconds:.1f} s, sha256 in {hash_seconds:.1f} s")
         with benchlib.bench_lab(

@@ -25,7 +25,7 @@ from typing import Any
 import benchlib
 from benchlib import BenchLab, say
 
-from confluo.lab import cluster, hosts
+from confluo.lab import control, hosts
 
 TARGET = 1.10
 
@@ -34,11 +34,11 @@ def own_stop_start(lab: BenchLab, node: str, poll: float, timeout: float) -> dic
     """One node stopped and started by hand, timed from running the script to the state in the cluster."""
     pid = lab.view()[node]["pid"]
     began = time.monotonic()
-    cluster.stop(lab.dir, node)
+    control.stop(lab.dir, node)
     offline_at = benchlib.wait_for(lambda: lab.view()[node]["state"] == "OFFLINE", timeout, f"{node} OFFLINE", poll)
     exited_at = benchlib.wait_for(lambda: not hosts.pid_alive(pid), timeout, f"{node}'s process to exit", poll)
     began_start = time.monotonic()
-    cluster.start(lab.dir, node)
+    control.start(lab.dir, node)
     active_at = benchlib.wait_for(lambda: lab.view()[node]["state"] == "ACTIVE", timeout, f"{node} ACTIVE", poll)
     return {
         "stop": offline_at - began,

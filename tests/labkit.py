@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluo.lab import cluster
+from confluo.lab import control, lifecycle, model
+from confluo.lab.status import status as lab_status
 
 LABS_BASE = Path("/tmp/confluo-test-labs")
-FAST = cluster.Timings(start_seconds=0.5, stop_seconds=0.3, finalize_seconds=0.5)
+FAST = model.Timings(start_seconds=0.5, stop_seconds=0.3, finalize_seconds=0.5)
 
 
 @dataclass
@@ -37,34 +38,34 @@ class LabHandle:
     inventory: Path
 
     @property
-    def record(self) -> cluster.Lab:
+    def record(self) -> model.Lab:
         """What lab.json says: slot, mode, nodes (with their paths and users), admin password."""
-        return cluster.load(self.dir)
+        return model.load(self.dir)
 
     def status(self) -> dict[str, Any]:
         """The same document as `confluo lab status --json`."""
-        return cluster.status(self.dir)
+        return lab_status(self.dir)
 
     def node(self, name: str) -> dict[str, Any]:
         return next(n for n in self.status()["nodes"] if n["name"] == name)
 
     def down(self) -> None:
         """Idempotent: a lab already down is left alone."""
-        if cluster.lab_json(self.dir).exists():
-            cluster.down(self.dir)
+        if model.lab_json(self.dir).exists():
+            lifecycle.down(self.dir)
 
     def fault(self, node: str, kind: str) -> str:
-        return cluster.fault(self.dir, node, kind)
+        return control.fault(self.dir, node, kind)
 
     def set(self, node: str, *, tasks: int | None = None, users: int | None = None) -> None:
-        cluster.set_load(self.dir, node, tasks=tasks, users=users)
+        control.set_load(self.dir, node, tasks=tasks, users=users)
 
     def stop_node(self, node: str) -> None:
         """Run the node's stop script as its user (returns at once; the node goes OFFLINE after stop_seconds)."""
-        cluster.stop(self.dir, node)
+        control.stop(self.dir, node)
 
     def start_node(self, node: str) -> int | None:
-        return cluster.start(self.dir, node)
+        return control.start(self.dir, node)
 
     def wait_for_state(self, node: str, *states: str, timeout: float = 10.0) -> dict[str, Any]:
         """Wait until the node's cluster state is one of `states`; returns its status entry."""
@@ -81,7 +82,7 @@ class LabHandle:
     def api(self) -> tuple[str, str, str]:
         """(url, username, password) of the ZDU REST API on node1."""
         record = self.record
-        return record.nodes[0].url, cluster.ADMIN_USER, record.admin_password
+        return record.nodes[0].url, model.ADMIN_USER, record.admin_password
 
     @property
     def lb_url(self) -> str:
@@ -134,16 +135,16 @@ def new_lab_dir(prefix: str = "lab-") -> Path:
 def lab_options(
     *,
     nodes: int = 3,
-    version: str = cluster.DEFAULT_VERSION,
+    version: str = model.DEFAULT_VERSION,
     db: str = "mysql",
     lb: str = "haproxy",
     start_seconds: float = FAST.start_seconds,
     stop_seconds: float = FAST.stop_seconds,
     finalize_seconds: float = FAST.finalize_seconds,
     local: bool = False,
-) -> cluster.LabOptions:
-    timings = cluster.Timings(start_seconds, stop_seconds, finalize_seconds)
-    return cluster.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local)
+) -> model.LabOptions:
+    timings = model.Timings(start_seconds, stop_seconds, finalize_seconds)
+    return model.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local)
 
 
 @contextlib.contextmanager
@@ -152,7 +153,7 @@ def start_lab(**options: Any) -> Iterator[LabHandle]:
     lab_dir = new_lab_dir()
     handle = LabHandle(lab_dir, lab_dir / "inventory.yaml")
     # A lab that failed to come up keeps its folder: its logs say why (`up` has stopped its processes).
-    cluster.up(lab_dir, lab_options(**options))
+    lifecycle.up(lab_dir, lab_options(**options))
     try:
         yield handle
     finally:

@@ -12,8 +12,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from confluo.lab import cluster, hosts, tarball
+from confluo.lab import control, hosts, lifecycle, model, tarball
 from confluo.lab.hosts import LabError
+from confluo.lab.status import status as lab_status
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -22,7 +23,7 @@ dir_option = click.option(
     "--dir",
     "lab_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=cluster.DEFAULT_DIR,
+    default=model.DEFAULT_DIR,
     show_default=True,
     help="The lab's folder.",
 )
@@ -53,10 +54,10 @@ def lab() -> None:
 
 @lab.command()
 @dir_option
-@click.option("--nodes", type=click.IntRange(1, cluster.MAX_NODES), default=3, show_default=True)
-@click.option("--version", "version", default=cluster.DEFAULT_VERSION, show_default=True, help="Installed release.")
-@click.option("--db", type=click.Choice(cluster.DATABASES), default="mysql", show_default=True)
-@click.option("--lb", type=click.Choice(cluster.LB_KINDS), default="haproxy", show_default=True)
+@click.option("--nodes", type=click.IntRange(1, model.MAX_NODES), default=3, show_default=True)
+@click.option("--version", "version", default=model.DEFAULT_VERSION, show_default=True, help="Installed release.")
+@click.option("--db", type=click.Choice(model.DATABASES), default="mysql", show_default=True)
+@click.option("--lb", type=click.Choice(model.LB_KINDS), default="haproxy", show_default=True)
 @click.option("--start-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
 @click.option("--stop-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True)
 @click.option("--finalize-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
@@ -74,15 +75,15 @@ def up(
     local: bool,
 ) -> None:
     """Start a lab: N nodes ACTIVE behind a load balancer, an inventory, the next release's archive."""
-    timings = cluster.Timings(start_seconds, stop_seconds, finalize_seconds)
-    options = cluster.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local)
+    timings = model.Timings(start_seconds, stop_seconds, finalize_seconds)
+    options = model.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local)
     began = time.monotonic()
-    started = cluster.up(lab_dir, options, progress=lambda line: click.echo(f"  {line}", err=True))
+    started = lifecycle.up(lab_dir, options, progress=lambda line: click.echo(f"  {line}", err=True))
     elapsed = time.monotonic() - began
     if not started.ssh:
         click.echo(f"LOCAL MODE: {local_mode_reason(local)}; nodes run as you, without sshd or sudo.")
     click.echo(f"Lab up in {elapsed:.1f} s: {nodes} nodes ACTIVE, {version}, slot {started.slot}, {started.dir}")
-    click.echo(render_status(cluster.status(started.dir)))
+    click.echo(render_status(lab_status(started.dir)))
 
 
 def local_mode_reason(flag: bool) -> str:
@@ -102,7 +103,7 @@ def local_mode_reason(flag: bool) -> str:
 @lab_errors
 def status(lab_dir: Path, as_json: bool) -> None:
     """Show the lab's nodes, the cluster and how to reach them."""
-    report = cluster.status(lab_dir)
+    report = lab_status(lab_dir)
     click.echo(json.dumps(report, indent=2) if as_json else render_status(report))
 
 
@@ -158,7 +159,7 @@ def set_(node: str, lab_dir: Path, tasks: int | None, users: int | None) -> None
     """Set a node's running tasks and active users (tasksTotal / activeUserCount in the ZDU API)."""
     if tasks is None and users is None:
         raise click.UsageError("give --tasks and/or --users")
-    cluster.set_load(lab_dir, node, tasks=tasks, users=users)
+    control.set_load(lab_dir, node, tasks=tasks, users=users)
     click.echo(f"{node}: " + ", ".join(f"{k} {v}" for k, v in (("tasks", tasks), ("users", users)) if v is not None))
 
 
@@ -181,7 +182,7 @@ def fault(node: str, kind: str, lab_dir: Path) -> None:
           finalize-fail  its finalization upgrade tasks fail after approve
           clear        remove the fault (and start sshd again if it was down)
     """
-    click.echo(cluster.fault(lab_dir, node, kind))
+    click.echo(control.fault(lab_dir, node, kind))
 
 
 @lab.command()
@@ -190,7 +191,7 @@ def fault(node: str, kind: str, lab_dir: Path) -> None:
 @lab_errors
 def stop(node: str, lab_dir: Path) -> None:
     """Stop NODE with its installation's stop script, as its user (it goes TERMINATING, then OFFLINE)."""
-    cluster.stop(lab_dir, node)
+    control.stop(lab_dir, node)
     click.echo(f"{node}: stop requested")
 
 
@@ -200,7 +201,7 @@ def stop(node: str, lab_dir: Path) -> None:
 @lab_errors
 def start(node: str, lab_dir: Path) -> None:
     """Start NODE's current installation with its start script, as its user."""
-    pid = cluster.start(lab_dir, node)
+    pid = control.start(lab_dir, node)
     click.echo(f"{node}: started (pid {pid})")
 
 
@@ -214,10 +215,10 @@ def start(node: str, lab_dir: Path) -> None:
 @lab_errors
 def tarball_(version: str, out_dir: Path, size_mb: int) -> None:
     """Build atlassian-confluence-VERSION.tar.gz, a release the lab's nodes can run."""
-    cluster.parse_version(version)
+    model.parse_version(version)
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = tarball.build_archive(version, out_dir, size_mb)
-    click.echo(f"{archive}  sha256 {cluster.sha256_of(archive)}")
+    click.echo(f"{archive}  sha256 {tarball.sha256_of(archive)}")
 
 
 # ---------------------------------------------------------------------------------------------- down
@@ -229,5 +230,5 @@ def tarball_(version: str, out_dir: Path, size_mb: int) -> None:
 def down(lab_dir: Path) -> None:
     """Stop every process of the lab and remove its users, sudoers file and slot (files stay for reading)."""
     began = time.monotonic()
-    stopped = cluster.down(lab_dir)
+    stopped = lifecycle.down(lab_dir)
     click.echo(f"Lab in {stopped.dir} (slot {stopped.slot}) is down after {time.monotonic() - began:.1f} s.")

@@ -17,15 +17,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
-from confluo.lab.confluence_node import (
-    CFG_XML,
-    HOST_MARKER,
-    INIT_PROPERTIES,
-    NODE_ID_PROPERTY,
-    SERVER_XML,
-    SETENV_SH,
-    WEBAPP_LIB,
-)
+from confluo.lab.node.home import CFG_XML, NODE_ID_PROPERTY
+from confluo.lab.node.install import HOST_MARKER, INIT_PROPERTIES, SERVER_XML, SETENV_SH, WEBAPP_LIB
 from confluo.lab.tarball import driver_jar
 
 MYSQL_DRIVER_JAR = "mysql-connector-j-8.3.0.jar"

@@ -1,43 +1,73 @@
 """Builds the lab's ``atlassian-confluence-VERSION.tar.gz``: a release laid out like Atlassian's.
 
 The archive holds the files an upgrade tool touches (bin/*.sh, conf/server.xml, confluence-init.properties,
-the bundled JDBC driver, pom.properties) and the node program that plays Confluence. Without padding the
-archive is byte-for-byte reproducible; padding is pseudo-random (incompressible) so that a large archive
-really costs what a real ~700 MB release costs to copy and verify.
+the bundled JDBC driver, pom.properties) and the node program that plays Confluence: the package
+``confluo.lab.node`` as a zipapp, ``lib/confluence-node.pyz``, which the host's python3 runs as it is.
+Without padding the archive is byte-for-byte reproducible; padding is pseudo-random (incompressible) so
+that a large archive really costs what a real ~700 MB release costs to copy and verify.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import os
 import random
 import tarfile
+import zipapp
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluo.lab import confluence_node
+from confluo.lab import node as node_package
+from confluo.lab.node.versions import parse_version
 
 MiB = 1024 * 1024
 _MTIME = 1_704_067_200  # 2024-01-01: a fixed timestamp keeps the archive reproducible
 _ZIP_TIME = (2024, 1, 1, 0, 0, 0)
 POSTGRESQL_JAR = "postgresql-42.7.3.jar"
+NODE_PROGRAM = "lib/confluence-node.pyz"  # its name also tells the lab's node processes from others
+NODE_PACKAGE = "confluence_node"  # the node package's name inside the zipapp
+_PYZ_MAIN = f"import sys\n\nfrom {NODE_PACKAGE}.program import main\n\nsys.exit(main())\n"
 
 
 def archive_name(version: str) -> str:
     return f"atlassian-confluence-{version}.tar.gz"
 
 
+def sha256_of(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def make_zip(entries: dict[str, str]) -> bytes:
+    """A zip of the given text entries, in their order and with a fixed time: reproducible."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in entries.items():
+            archive.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), text)
+    return buffer.getvalue()
+
+
 def make_jar(entries: dict[str, str]) -> bytes:
     """A small but real jar (zip) with a manifest and the given text entries; reproducible."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as jar:
-        for name, text in {"META-INF/MANIFEST.MF": "Manifest-Version: 1.0\r\n\r\n", **entries}.items():
-            jar.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), text)
-    return buffer.getvalue()
+    return make_zip({"META-INF/MANIFEST.MF": "Manifest-Version: 1.0\r\n\r\n", **entries})
+
+
+def node_program_pyz() -> bytes:
+    """The node package as a zipapp with a ``#!/usr/bin/env python3`` line.
+
+    zipapp.create_archive over a folder would stamp the entries with file times and the current time, in
+    directory order; the zip is written sorted with a fixed time instead, and zipapp makes it the application.
+    """
+    package = Path(node_package.__file__).parent
+    modules = {f"{NODE_PACKAGE}/{path.name}": path.read_text() for path in sorted(package.glob("*.py"))}
+    pyz = io.BytesIO()
+    zipapp.create_archive(io.BytesIO(make_zip({"__main__.py": _PYZ_MAIN, **modules})), pyz, "/usr/bin/env python3")
+    return pyz.getvalue()
 
 
 def driver_jar(bundle: str, version: str, driver_class: str) -> bytes:
@@ -65,7 +95,7 @@ Atlassian Confluence {version} (lab build)
 ==========================================
 
 A simulated Confluence Data Center release built by confluo's lab. It has the layout of the real
-archive, but the application is lib/confluence_node.py, a small Python program that behaves like a
+archive, but the application is lib/confluence-node.pyz, a small Python program that behaves like a
 cluster node (/status, the rolling upgrade REST API under /rest/zdu, a few pages).
 
   bin/start-confluence.sh   start in the background (-fg: in the foreground)
@@ -282,7 +312,7 @@ if [ -f "$PID_FILE" ]; then
 fi
 
 mkdir -p "$INSTALL_DIR/logs" "$INSTALL_DIR/work" "$INSTALL_DIR/temp" 2>/dev/null
-NODE=("$PYTHON" "$INSTALL_DIR/lib/confluence_node.py" --install "$INSTALL_DIR")
+NODE=("$PYTHON" "$INSTALL_DIR/lib/confluence-node.pyz" --install "$INSTALL_DIR")
 echo "Using CATALINA_BASE:   $INSTALL_DIR"
 echo "Using CATALINA_HOME:   $INSTALL_DIR"
 echo "Using CATALINA_TMPDIR: $INSTALL_DIR/temp"
@@ -373,7 +403,6 @@ def _release_members(version: str) -> list[_Member]:
     def text(path: str, content: str, mode: int = 0o644) -> _Member:
         return _Member(path, content.encode(), mode)
 
-    node_program = Path(confluence_node.__file__).read_bytes()
     return [
         text("README.txt", _README.format(version=version)),
         text("bin/catalina.sh", _CATALINA_SH, 0o755),
@@ -389,7 +418,7 @@ def _release_members(version: str) -> list[_Member]:
         text("confluence/WEB-INF/classes/confluence-init.properties", _INIT_PROPERTIES),
         text("confluence/WEB-INF/classes/seraph-config.xml", _SERAPH_CONFIG),
         _Member(f"confluence/WEB-INF/lib/{POSTGRESQL_JAR}", postgresql_jar()),
-        _Member("lib/confluence_node.py", node_program, 0o644),
+        _Member(NODE_PROGRAM, node_program_pyz(), 0o755),
         _Member("logs"),
         _Member("temp"),
         _Member("work"),
@@ -444,7 +473,7 @@ def build_archive(version: str, out_dir: Path, size_mb: int = 0) -> Path:
 
     With ``size_mb > 0`` the archive carries ``lib/padding.bin`` of that many MiB of incompressible bytes.
     """
-    confluence_node.parse_version(version)  # refuse a name the node program could not run as
+    parse_version(version)  # refuse a name the node program could not run as
     out_dir.mkdir(parents=True, exist_ok=True)
     members = _release_members(version)
     if size_mb > 0:

@@ -80,7 +80,7 @@ def test_hang_stop_keeps_the_node_terminating(faulty_lab: LabHandle) -> None:
     faulty_lab.wait_for_state(node, "TERMINATING")
     time.sleep(STOP * 5)
     assert faulty_lab.node(node)["state"] == "TERMINATING"
-    assert hosts.runs(pid, "confluence_node")  # only SIGKILL ends it (`lab down` does)
+    assert hosts.runs(pid, "confluence-node.pyz")  # only SIGKILL ends it (`lab down` does)
 
 
 def test_slow_stop_takes_much_longer_than_a_normal_stop(faulty_lab: LabHandle) -> None:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from labkit import LabHandle, lab_options, new_lab_dir, start_lab, wait_until
 
-from confluo.lab import cluster, hosts, tarball
+from confluo.lab import hosts, lifecycle, model, node_processes, slots, tarball
 
 pytestmark = pytest.mark.lab
 requires_ssh = pytest.mark.skipif(not hosts.ssh_supported(), reason="ssh mode needs root and /usr/sbin/sshd")
@@ -31,7 +31,7 @@ def listening(address: str, port: int) -> bool:
 
 def lab_pids(lab: LabHandle) -> set[int]:
     record = lab.record
-    pids = cluster.node_process_pids(record)
+    pids = node_processes.node_process_pids(record)
     pids |= {pid for node in record.nodes if (pid := node.sshd.pid()) is not None}
     lb = record.balancer
     if lb is not None and (pid := lb.pid()) is not None:
@@ -72,12 +72,12 @@ def test_down_leaves_no_process_no_user_and_no_sudoers(lab: LabHandle) -> None:
     with pytest.raises(KeyError):
         grp.getgrnam(f"cl{record.slot}")
     assert not hosts.sudoers_path(record.slot).exists()
-    assert not cluster.lab_json(lab.dir).exists()
-    assert not (cluster.SLOTS_DIR / str(record.slot)).exists()
+    assert not model.lab_json(lab.dir).exists()
+    assert not (slots.SLOTS_DIR / str(record.slot)).exists()
     for node in record.nodes:
         assert not listening(node.address, 8090)
         assert not listening(node.address, 22)
-    assert not listening(cluster.lb_address(record.slot), 8080)
+    assert not listening(model.lb_address(record.slot), 8080)
 
 
 def test_two_labs_run_side_by_side(lab_factory: Callable[..., LabHandle]) -> None:
@@ -121,26 +121,26 @@ def test_a_failed_up_takes_down_what_it_had_started(monkeypatch: pytest.MonkeyPa
     real_build = tarball.build_archive
 
     def build_only_the_first(version: str, out_dir: Path, size_mb: int = 0) -> Path:
-        if version != cluster.DEFAULT_VERSION:
+        if version != model.DEFAULT_VERSION:
             raise OSError("disk full (simulated)")
         return real_build(version, out_dir, size_mb)
 
     claimed: list[int] = []
-    real_claim = cluster.claim_slot
-    monkeypatch.setattr(cluster.tarball, "build_archive", build_only_the_first)
-    monkeypatch.setattr(cluster, "claim_slot", lambda lab_dir: claimed.append(real_claim(lab_dir)) or claimed[-1])
+    real_claim = slots.claim_slot
+    monkeypatch.setattr(lifecycle.tarball, "build_archive", build_only_the_first)
+    monkeypatch.setattr(lifecycle, "claim_slot", lambda lab_dir: claimed.append(real_claim(lab_dir)) or claimed[-1])
     lab_dir = new_lab_dir("failed-")
     with pytest.raises(OSError, match="disk full"):
-        cluster.up(lab_dir, lab_options(nodes=2))
+        lifecycle.up(lab_dir, lab_options(nodes=2))
     shutil.rmtree(lab_dir)
     slot = claimed[0]
-    assert not cluster.lab_json(lab_dir).exists()
-    assert not (cluster.SLOTS_DIR / str(slot)).exists()
+    assert not model.lab_json(lab_dir).exists()
+    assert not (slots.SLOTS_DIR / str(slot)).exists()
     assert hosts.lab_users(slot) == []
     assert not hosts.sudoers_path(slot).exists()
     for index in (1, 2):
-        assert not listening(cluster.node_address(slot, index), 8090)
-        assert not listening(cluster.node_address(slot, index), 22)
+        assert not listening(model.node_address(slot, index), 8090)
+        assert not listening(model.node_address(slot, index), 22)
 
 
 def test_the_cli_brings_a_lab_up_and_down() -> None:

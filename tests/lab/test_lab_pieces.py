@@ -8,27 +8,27 @@ from pathlib import Path
 
 import pytest
 
-from confluo.lab import balancer, cluster, hosts
+from confluo.lab import balancer, hosts, inventory_writer, lifecycle, model, slots
 from confluo.lab.hosts import LabError
 
 SERVERS = [balancer.Server("node1", "127.0.0.11", 8090), balancer.Server("node2", "127.0.0.12", 8090)]
 
 
 def test_next_bugfix_version_increments_the_patch_number() -> None:
-    assert cluster.next_bugfix("9.2.13") == "9.2.14"
-    assert cluster.next_bugfix("7.19.0") == "7.19.1"
+    assert model.next_bugfix("9.2.13") == "9.2.14"
+    assert model.next_bugfix("7.19.0") == "7.19.1"
 
 
 @pytest.mark.parametrize("bad", ["9.2", "9.2.x", "v9.2.13", ""])
 def test_a_version_that_is_not_x_y_z_is_refused(bad: str) -> None:
     with pytest.raises(LabError, match=r"X\.Y\.Z"):
-        cluster.parse_version(bad)
+        model.parse_version(bad)
 
 
 def test_addresses_follow_the_slot_and_node_number() -> None:
-    assert cluster.node_address(0, 1) == "127.0.0.11"
-    assert cluster.node_address(3, 2) == "127.0.3.12"
-    assert cluster.lb_address(3) == "127.0.3.10"
+    assert model.node_address(0, 1) == "127.0.0.11"
+    assert model.node_address(3, 2) == "127.0.3.12"
+    assert model.lb_address(3) == "127.0.3.10"
     assert hosts.user_name(3, 2) == "cl3n2"
 
 
@@ -93,23 +93,23 @@ def test_show_servers_state_is_read_as_maint_drain_up_down() -> None:
 
 
 def test_slots_are_claimed_once_and_a_stale_one_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cluster, "SLOTS_DIR", tmp_path / "slots")
+    monkeypatch.setattr(slots, "SLOTS_DIR", tmp_path / "slots")
     first, second = tmp_path / "a", tmp_path / "b"
-    assert cluster.claim_slot(first) == 0
-    assert cluster.claim_slot(second) == 1  # slot 0 is being claimed by a live process (this one)
+    assert slots.claim_slot(first) == 0
+    assert slots.claim_slot(second) == 1  # slot 0 is being claimed by a live process (this one)
     owner = tmp_path / "slots" / "0" / "owner.json"
     owner.write_text(json.dumps({"dir": str(first), "pid": 999_999_999}))  # its claimer is gone, no lab.json
-    assert cluster.claim_slot(tmp_path / "c") == 0
+    assert slots.claim_slot(tmp_path / "c") == 0
 
 
 def test_a_slot_whose_lab_json_names_it_stays_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cluster, "SLOTS_DIR", tmp_path / "slots")
+    monkeypatch.setattr(slots, "SLOTS_DIR", tmp_path / "slots")
     lab_dir = tmp_path / "a"
     lab_dir.mkdir()
-    assert cluster.claim_slot(lab_dir) == 0
+    assert slots.claim_slot(lab_dir) == 0
     (tmp_path / "slots" / "0" / "owner.json").write_text(json.dumps({"dir": str(lab_dir), "pid": 999_999_999}))
     (lab_dir / "lab.json").write_text(json.dumps({"slot": 0}))
-    assert cluster.claim_slot(tmp_path / "b") == 1
+    assert slots.claim_slot(tmp_path / "b") == 1
 
 
 @pytest.mark.skipif(not hosts.ssh_supported(), reason="ssh mode needs root and /usr/sbin/sshd")
@@ -117,47 +117,47 @@ def test_up_refuses_a_dir_the_node_users_cannot_reach(tmp_path: Path) -> None:
     hidden = tmp_path / "private"
     hidden.mkdir(mode=0o700)
     with pytest.raises(LabError, match="not traversable by others"):
-        cluster.up(hidden / "lab", cluster.LabOptions())
+        lifecycle.up(hidden / "lab", model.LabOptions())
     assert not (hidden / "lab").exists()
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (cluster.LabOptions(nodes=0), "--nodes"),
-        (cluster.LabOptions(db="oracle"), "--db"),
-        (cluster.LabOptions(lb="apache"), "--lb"),
-        (cluster.LabOptions(version="nine"), r"X\.Y\.Z"),
+        (model.LabOptions(nodes=0), "--nodes"),
+        (model.LabOptions(db="oracle"), "--db"),
+        (model.LabOptions(lb="apache"), "--lb"),
+        (model.LabOptions(version="nine"), r"X\.Y\.Z"),
     ],
 )
 def test_up_refuses_bad_options_before_starting_anything(
-    tmp_path: Path, options: cluster.LabOptions, message: str
+    tmp_path: Path, options: model.LabOptions, message: str
 ) -> None:
     with pytest.raises(LabError, match=message):
-        cluster.up(tmp_path / "lab", options)
+        lifecycle.up(tmp_path / "lab", options)
     assert not (tmp_path / "lab").exists()
 
 
 def test_local_mode_is_forced_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(hosts.MODE_ENV, "local")
     assert not hosts.ssh_supported()
-    assert cluster.choose_mode(cluster.LabOptions()) == "local"
+    assert lifecycle.choose_mode(model.LabOptions()) == "local"
 
 
 def test_local_mode_inventory_has_local_transport_and_no_ssh(tmp_path: Path) -> None:
-    lab = cluster.Lab(
+    lab = model.Lab(
         dir=tmp_path,
         slot=5,
         mode="local",
         version="9.2.13",
         db="postgresql",
         lb="none",
-        timings=cluster.Timings(),
+        timings=model.Timings(),
         admin_password="pw",
         node_count=2,
     )
     lab.next_archive.write_bytes(b"archive")
-    document = cluster.inventory_document(lab)
+    document = inventory_writer.inventory_document(lab)
     assert document["cluster"]["api_url"] == "http://127.0.5.11:8090"  # no LB: node1
     assert document["database"] == "postgresql"
     assert "ssh" not in document["defaults"]

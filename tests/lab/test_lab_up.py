@@ -17,7 +17,7 @@ import pytest
 import yaml
 from labkit import LabHandle, start_lab, wait_until
 
-from confluo.lab import balancer, cluster, hosts
+from confluo.lab import balancer, hosts, lifecycle, model, tarball
 
 pytestmark = pytest.mark.lab
 requires_ssh = pytest.mark.skipif(not hosts.ssh_supported(), reason="ssh mode needs root and /usr/sbin/sshd")
@@ -50,7 +50,7 @@ def test_every_node_is_active_and_the_status_has_the_documented_shape(shared_lab
         assert node["address"] == f"127.0.{slot}.{10 + index}"
         assert (node["state"], node["status"], node["version"], node["problems"]) == ("ACTIVE", "RUNNING", "9.2.13", [])
         assert Path(node["install_dir"]).name == "current"
-        assert hosts.runs(node["pid"], "confluence_node")
+        assert hosts.runs(node["pid"], "confluence-node.pyz")
 
 
 def test_a_request_through_haproxy_is_answered_and_sticks_to_its_node(shared_lab: LabHandle) -> None:
@@ -122,10 +122,12 @@ def test_ssh_refuses_a_host_key_not_in_known_hosts(shared_lab: LabHandle, tmp_pa
 @requires_ssh
 def test_sudo_allows_the_upgrade_commands_and_refuses_the_rest(shared_lab: LabHandle) -> None:
     scratch = shared_lab.dir / "hosts" / "node1" / "opt" / "sudo-check"
-    allowed = shared_lab.ssh("node1", f"sudo -n /usr/bin/mkdir -p {scratch} && sudo -n /usr/bin/test -d {scratch}")
+    allowed = shared_lab.ssh("node1", f"sudo -n /usr/bin/mkdir -p {scratch}")
     assert allowed.returncode == 0, allowed.stderr
-    assert scratch.stat().st_uid == 0  # created as root
-    for command in ("/usr/bin/id", "/bin/sh -c true", "/usr/bin/vi /etc/passwd", "/usr/bin/chmod 777 /tmp"):
+    assert scratch.is_dir() and scratch.stat().st_uid == 0  # created as root
+    refusals = ("/usr/bin/id", "/bin/sh -c true", "/usr/bin/vi /etc/passwd", "/usr/bin/chmod 777 /tmp",
+                "/usr/bin/cat /etc/shadow", f"/usr/bin/test -d {scratch}")  # none of the README's commands
+    for command in refusals:
         refused = shared_lab.ssh("node1", f"sudo -n {command}")
         assert refused.returncode != 0, command
         assert "a password is required" in refused.stderr
@@ -149,7 +151,7 @@ def test_files_are_owned_like_a_production_node(shared_lab: LabHandle) -> None:
     for shared in (record.db_file.parent, record.shared_home):
         assert _owner(shared)[1] == group
         assert stat.S_IMODE(shared.stat().st_mode) == 0o2770
-    for secret in (cluster.lab_json(record.dir), record.password_file):
+    for secret in (model.lab_json(record.dir), record.password_file):
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     done = shared_lab.ssh("node1", f"touch {install}/bin/x")
     assert done.returncode != 0  # the installation is not the login user's to change
@@ -168,7 +170,7 @@ def test_the_inventory_describes_the_lab_and_confluo_accepts_it(shared_lab: LabH
     assert document["cluster"]["credentials"] == {"username": "admin", "password_file": str(record.password_file)}
     assert record.password_file.read_text().strip() == record.admin_password
     assert document["target"]["version"] == "9.2.14"
-    assert document["target"]["sha256"] == cluster.sha256_of(record.next_archive)
+    assert document["target"]["sha256"] == tarball.sha256_of(record.next_archive)
     assert document["database"] == "mysql"
     assert document["keep_releases"] == 3
     assert document["defaults"]["service"] == {"kind": "script"}
@@ -246,7 +248,7 @@ def test_the_cli_says_when_there_is_no_lab(tmp_path: Path, command: list[str]) -
 
 def test_up_refuses_a_dir_where_a_lab_runs(shared_lab: LabHandle) -> None:
     with pytest.raises(hosts.LabError, match="already runs"):
-        cluster.up(shared_lab.dir, cluster.LabOptions())
+        lifecycle.up(shared_lab.dir, model.LabOptions())
     assert shared_lab.status()["cluster"]["state"] == "STABLE"
 
 

@@ -27,15 +27,10 @@ from typing import Any
 import pytest
 
 from confluo.lab import provision
-from confluo.lab.confluence_node import (
-    INIT_PROPERTIES,
-    SERVER_XML,
-    SETENV_SH,
-    build_number_for,
-    cluster_view,
-    init_database,
-    pid_alive,
-)
+from confluo.lab.node.cluster_state import cluster_view, pid_alive
+from confluo.lab.node.clusterdb import init_database
+from confluo.lab.node.install import INIT_PROPERTIES, SERVER_XML, SETENV_SH
+from confluo.lab.node.versions import build_number_for
 from confluo.lab.tarball import build_archive
 
 VERSION = "9.2.13"  # the cluster's version

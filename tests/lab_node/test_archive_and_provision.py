@@ -5,19 +5,21 @@ from __future__ import annotations
 import io
 import json
 import stat
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from confluo.lab import confluence_node, provision
-from confluo.lab.confluence_node import (
+from confluo.lab import node as node_package
+from confluo.lab import provision
+from confluo.lab.node.home import read_home
+from confluo.lab.node.install import (
     INIT_PROPERTIES,
     POM_PROPERTIES,
     read_confluence_home,
     read_connector,
-    read_home,
     read_install,
     read_node_name,
     read_webapp_version,
@@ -49,7 +51,7 @@ def test_archive_has_the_release_layout(archives: dict[str, Path]) -> None:
     for name in ("README.txt", "bin/start-confluence.sh", "bin/stop-confluence.sh", "bin/setenv.sh", "bin/user.sh",
                  "bin/catalina.sh", "conf/server.xml", str(INIT_PROPERTIES),
                  "confluence/WEB-INF/classes/seraph-config.xml", "confluence/WEB-INF/lib/postgresql-42.7.3.jar",
-                 str(POM_PROPERTIES), "lib/confluence_node.py"):
+                 str(POM_PROPERTIES), "lib/confluence-node.pyz"):
         assert members[f"{TOP}/{name}"].isfile(), name
     for directory in ("logs", "work", "temp"):
         assert members[f"{TOP}/{directory}"].isdir()
@@ -72,7 +74,25 @@ def test_archive_files_are_stock(archives: dict[str, Path]) -> None:
     assert not [line for line in init_properties.splitlines() if line.startswith("confluence.home")]
     with zipfile.ZipFile(io.BytesIO(_read(archive, "confluence/WEB-INF/lib/postgresql-42.7.3.jar"))) as jar:
         assert jar.testzip() is None and "META-INF/MANIFEST.MF" in jar.namelist()
-    assert _read(archive, "lib/confluence_node.py") == Path(confluence_node.__file__).read_bytes()
+
+
+def test_archive_carries_the_node_package_as_a_zipapp(archives: dict[str, Path]) -> None:
+    pyz = _read(archives[VERSION], "lib/confluence-node.pyz")
+    assert pyz.startswith(b"#!/usr/bin/env python3\n")
+    with zipfile.ZipFile(io.BytesIO(pyz)) as app:
+        assert "__main__.py" in app.namelist()
+        for module in Path(node_package.__file__).parent.glob("*.py"):
+            assert app.read(f"confluence_node/{module.name}") == module.read_bytes(), module.name
+
+
+def test_the_node_program_runs_on_a_bare_python3(archives: dict[str, Path], tmp_path: Path) -> None:
+    """-I -S: no site-packages, no environment, no current directory: the standard library only."""
+    pyz = tmp_path / "confluence-node.pyz"
+    pyz.write_bytes(_read(archives[VERSION], "lib/confluence-node.pyz"))
+    done = subprocess.run(["/usr/bin/python3", "-I", "-S", str(pyz), "--help"], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "--install" in done.stdout
 
 
 def test_archive_is_reproducible_and_padding_sets_its_size(tmp_path: Path, archives: dict[str, Path]) -> None:

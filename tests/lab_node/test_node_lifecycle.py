@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from confluo.lab.confluence_node import cluster_view, pid_alive, set_fault, set_node_load, set_timings
+from confluo.lab.node.cluster_state import cluster_view, pid_alive
+from confluo.lab.node.clusterdb import set_fault, set_node_load, set_timings
 
 from .conftest import PASSWORD, STOP_SECONDS, Cluster, Node, http, wait_for
 

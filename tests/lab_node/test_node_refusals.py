@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from confluo.lab.confluence_node import cluster_view, zdu_transition
+from confluo.lab.node.cluster_state import cluster_view
+from confluo.lab.node.zdu_api import zdu_transition
 
 from .conftest import FEATURE, NEXT, OLDER, PLATFORM, VERSION, Cluster, http
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from confluo.lab import provision
-from confluo.lab.confluence_node import (
+from confluo.lab.node.cluster_state import calculate_cluster_state
+from confluo.lab.node.install import read_confluence_home, read_connector, read_node_name
+from confluo.lab.node.states import (
     ACTIVE,
     ERROR,
     MIXED,
@@ -20,14 +22,8 @@ from confluo.lab.confluence_node import (
     STARTING,
     TASKS_FAILED,
     UPGRADE_TASKS_FAILED,
-    build_number_for,
-    calculate_cluster_state,
-    read_confluence_home,
-    read_connector,
-    read_node_name,
-    rolling_step_allowed,
-    version_refusal,
 )
+from confluo.lab.node.versions import build_number_for, rolling_step_allowed, version_refusal
 
 
 @pytest.mark.parametrize(("original", "target", "allowed"), [

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from confluo.lab.confluence_node import build_number_for, cluster_view, set_fault, set_timings, zdu_transition
+from confluo.lab.node.cluster_state import cluster_view
+from confluo.lab.node.clusterdb import set_fault, set_timings
+from confluo.lab.node.versions import build_number_for
+from confluo.lab.node.zdu_api import zdu_transition
 
 from .conftest import ADMIN, NEXT, PASSWORD, TOKEN, VERSION, Cluster, Node, wait_for
 

@@ -1,0 +1,264 @@
+"""What a lab is: its options, its nodes and where each piece lives, and its record, ``lab.json``.
+
+Addresses: node ``k`` of slot ``s`` is 127.0.s.(10+k), port 8090; the load balancer is 127.0.s.10:8080.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluo.lab import balancer, hosts
+from confluo.lab.hosts import LabError
+
+DEFAULT_DIR = Path("confluo-lab")
+DEFAULT_VERSION = "9.2.13"
+DATABASES = ("mysql", "postgresql")
+LB_KINDS = (*balancer.KINDS, "none")
+HTTP_PORT = 8090
+MAX_NODES = 40
+ADMIN_USER = "admin"
+LAB_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Timings:
+    start_seconds: float = 2.0
+    stop_seconds: float = 1.0
+    finalize_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class LabOptions:
+    nodes: int = 3
+    version: str = DEFAULT_VERSION
+    db: str = "mysql"
+    lb: str = balancer.HAPROXY
+    timings: Timings = field(default_factory=Timings)
+    local: bool = False  # force local mode even where ssh mode is possible
+
+
+def validate(options: LabOptions) -> None:
+    parse_version(options.version)
+    if not 1 <= options.nodes <= MAX_NODES:
+        raise LabError(f"--nodes must be between 1 and {MAX_NODES}, not {options.nodes}")
+    if options.db not in DATABASES:
+        raise LabError(f"--db must be one of {', '.join(DATABASES)}, not {options.db!r}")
+    if options.lb not in LB_KINDS:
+        raise LabError(f"--lb must be one of {', '.join(LB_KINDS)}, not {options.lb!r}")
+    timings = vars(options.timings)
+    if any(value < 0 for value in timings.values()):
+        raise LabError(f"timings must not be negative: {timings}")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node and its "host": a folder of the lab with the layout of a production machine."""
+
+    lab_dir: Path
+    index: int
+    slot: int
+    user: str | None  # the login user and CONF_USER; None in local mode
+
+    @property
+    def name(self) -> str:
+        return f"node{self.index}"
+
+    @property
+    def address(self) -> str:
+        return node_address(self.slot, self.index)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{HTTP_PORT}"
+
+    @property
+    def host_root(self) -> Path:
+        return self.lab_dir / "hosts" / self.name
+
+    @property
+    def install_base(self) -> Path:
+        return self.host_root / "opt/atlassian/confluence"
+
+    @property
+    def current(self) -> Path:
+        return self.install_base / "current"
+
+    @property
+    def home(self) -> Path:
+        return self.host_root / "var/atlassian/application-data/confluence"
+
+    @property
+    def sshd(self) -> hosts.Sshd:
+        return hosts.Sshd(self.host_root / "sshd", self.address, self.user or "")
+
+    @property
+    def pid_record(self) -> Path:
+        return self.lab_dir / "run" / f"{self.name}.pid"
+
+
+@dataclass(frozen=True)
+class Lab:
+    """What lab.json records: enough to find, inspect and tear down every piece."""
+
+    dir: Path
+    slot: int
+    mode: str  # "ssh" | "local"
+    version: str
+    db: str
+    lb: str
+    timings: Timings
+    admin_password: str
+    node_count: int
+    state: str = "starting"  # "starting" while `up` runs, then "up"
+
+    @property
+    def ssh(self) -> bool:
+        return self.mode == "ssh"
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [Node(self.dir, k, self.slot, self.user_of(k)) for k in range(1, self.node_count + 1)]
+
+    @property
+    def node_names(self) -> set[str]:
+        return {n.name for n in self.nodes}
+
+    def user_of(self, index: int) -> str | None:
+        return hosts.user_name(self.slot, index) if self.ssh else None
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes)
+        raise LabError(f"no node {name!r} in the lab at {self.dir} (its nodes: {known})")
+
+    @property
+    def cluster_name(self) -> str:
+        return f"confluo-lab-{self.slot}"
+
+    @property
+    def next_version(self) -> str:
+        return next_bugfix(self.version)
+
+    @property
+    def next_archive(self) -> Path:
+        return self.dir / f"atlassian-confluence-{self.next_version}.tar.gz"
+
+    @property
+    def db_file(self) -> Path:
+        return self.dir / "db" / "confluence.db"
+
+    @property
+    def shared_home(self) -> Path:
+        return self.dir / "shared"
+
+    @property
+    def client_key(self) -> Path:
+        return self.dir / "keys" / "client_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    @property
+    def inventory(self) -> Path:
+        return self.dir / "inventory.yaml"
+
+    @property
+    def password_file(self) -> Path:
+        return self.dir / "admin.password"
+
+    @property
+    def group(self) -> str | None:
+        return hosts.group_name(self.slot) if self.ssh else None
+
+    @property
+    def balancer(self) -> balancer.Balancer | None:
+        if self.lb not in balancer.KINDS:
+            return None
+        gid = hosts.group_id(self.slot) if self.ssh and hosts.group_exists(hosts.group_name(self.slot)) else None
+        return balancer.Balancer(self.lb, self.dir / "lb", lb_address(self.slot), socket_gid=gid)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{lb_address(self.slot)}:{balancer.LB_PORT}" if self.lb != "none" else self.nodes[0].url
+
+
+def node_address(slot: int, index: int) -> str:
+    return f"127.0.{slot}.{10 + index}"
+
+
+def lb_address(slot: int) -> str:
+    return f"127.0.{slot}.10"
+
+
+def next_bugfix(version: str) -> str:
+    major, minor, patch = parse_version(version)
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def parse_version(version: str) -> tuple[int, int, int]:
+    """Stricter than the node program's rules: the lab names releases X.Y.Z."""
+    match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", version)
+    if match is None:
+        raise LabError(f"version {version!r} is not of the form X.Y.Z (e.g. {DEFAULT_VERSION})")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+# --- lab.json -------------------------------------------------------------------------------------------
+
+
+def lab_json(lab_dir: Path) -> Path:
+    return lab_dir / "lab.json"
+
+
+def save(lab: Lab) -> None:
+    record = {
+        "format": LAB_FORMAT,
+        "dir": str(lab.dir),
+        "slot": lab.slot,
+        "mode": lab.mode,
+        "state": lab.state,
+        "version": lab.version,
+        "db": lab.db,
+        "lb": lab.lb,
+        "timings": vars(lab.timings),
+        "admin": {"username": ADMIN_USER, "password": lab.admin_password},
+        "nodes": [{"name": n.name, "address": n.address, "user": n.user} for n in lab.nodes],
+    }
+    path = lab_json(lab.dir)
+    draft = path.with_suffix(".json.new")
+    # Created 0600 from the start: the file holds the admin password.
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(record, out, indent=2)
+    draft.replace(path)
+
+
+def load(lab_dir: Path) -> Lab:
+    lab_dir = lab_dir.resolve()
+    path = lab_json(lab_dir)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LabError(f"no lab in {lab_dir} (no lab.json); start one with `confluo lab up --dir {lab_dir}`") from None
+    except (OSError, ValueError) as error:
+        raise LabError(f"cannot read {path}: {error}") from None
+    return Lab(
+        dir=lab_dir,
+        slot=int(record["slot"]),
+        mode=record["mode"],
+        version=record["version"],
+        db=record["db"],
+        lb=record["lb"],
+        timings=Timings(**record["timings"]),
+        admin_password=record["admin"]["password"],
+        node_count=len(record["nodes"]),
+        state=record.get("state", "up"),
+    )

@@ -1,0 +1,29 @@
+"""The lab's sudoers grants exactly what confluo runs as root, which is exactly what the README tells an
+administrator to grant: a new privileged command in the core then fails in the lab as on a real node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from confluo.lab import hosts
+from confluo.remote import PRIVILEGED
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def _readme_root_commands() -> list[str]:
+    snippet = next(line for line in README.read_text().splitlines() if line.startswith("deploy ALL=(root)"))
+    return sorted(part.strip() for part in snippet.split("NOPASSWD:")[1].split(","))
+
+
+def _lab_sudoers_commands() -> list[str]:
+    text = hosts.sudoers_text(7, ["cl7n1"], hosts.sudo_command_paths())
+    return sorted(text.split("CONFLUO_LAB_7_COMMANDS = ")[1].splitlines()[0].split(", "))
+
+
+def test_the_lab_grants_exactly_what_confluo_runs_as_root() -> None:
+    assert _lab_sudoers_commands() == sorted(PRIVILEGED)
+
+
+def test_the_lab_grants_exactly_the_readme_sudoers_snippet() -> None:
+    assert _lab_sudoers_commands() == _readme_root_commands()
