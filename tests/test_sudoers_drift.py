@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from confluo.lab import hosts
-from confluo.remote import PRIVILEGED
+from confluo.transport.remote import PRIVILEGED
 
 README = Path(__file__).parent.parent / "README.md"
 
