@@ -87,10 +87,11 @@ def read_regular_file(path: Path, limit: int, what: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as error:
         raise InventoryReadError([Problem(f"cannot read {what}: {error.strerror}")]) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # checked before fdopen, which refuses a directory with its own error
+        os.close(fd)
+        raise InventoryReadError([Problem(f"cannot read {what}: {file_kind(mode)}, not a regular file")])
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise InventoryReadError([Problem(f"cannot read {what}: {file_kind(mode)}, not a regular file")])
         try:
             data = handle.read(limit + 1)
         except OSError as error:
