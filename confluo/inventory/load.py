@@ -117,9 +117,8 @@ def parse_document(text: str) -> Document:
         root = yaml.compose(text, Loader=_BoundedLoader)
     except yaml.reader.ReaderError as error:
         line, column = _position(text, error.position)
-        problem = (
-            f"not valid YAML: the character {error.character!r} (U+{ord(str(error.character)):04X}) is not allowed"
-        )
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        problem = f"not valid YAML: the character {chr(code)!r} (U+{code:04X}) is not allowed"
         raise InventoryReadError([Problem(problem, mark=(line, column))]) from None
     except yaml.MarkedYAMLError as error:
         raise InventoryReadError([_yaml_problem(error)]) from None

@@ -70,7 +70,7 @@ def format_loc(loc: Loc) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
+        elif _PLAIN_KEY.fullmatch(part) and len(part) <= SHOWN_CHARACTERS:
             text += f".{part}" if text else part
         else:
             text += f"[{shown(part)}]"
