@@ -29,7 +29,7 @@ from confluo.inventory.values import NODE_NAME
 
 REGENERATE = (
     "python -c 'import json; from confluo.inventory import json_schema; "
-    'print(json.dumps(json_schema(), indent=2, sort_keys=True))\' > confluo-inventory.schema.json'
+    "print(json.dumps(json_schema(), indent=2, sort_keys=True))' > confluo-inventory.schema.json"
 )
 LOCATED = re.compile(r"line (\d+), column (\d+): ")
 SECONDS = "expected a positive number of seconds, got"

@@ -115,7 +115,6 @@ __all__ = [
     "HaproxyBalancer",
     "InstallSettings",
     "Inventory",
-    "InventoryError",
     "LoadBalancer",
     "NginxBalancer",
     "Node",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from confluo.inventory.problems import Loc, Mark, Problem, describe, format_loc
+from confluo.inventory.problems import Loc, Mark, Problem, describe
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 16
@@ -302,6 +302,3 @@ def _yaml_problem(error: yaml.MarkedYAMLError) -> Problem:
 def _escaped(text: str) -> str:
     """PyYAML's own words, with any control character a message could carry shown escaped."""
     return repr(text)[1:-1] if not text.isprintable() else text
-
-
-__all__ = ["Document", "InventoryReadError", "format_loc", "parse_document", "read_document", "read_regular_file"]
