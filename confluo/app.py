@@ -123,7 +123,7 @@ def make_plan(session: Session) -> tuple[Plan, Facts]:
 def run_plan(session: Session, plan: Plan) -> RunReport:
     collector = ReportCollector()
     session.events.subscribe(collector)
-    on_failure = getattr(session.inventory, "on_failure", "rollback")
+    on_failure = session.inventory.on_failure
     journal = _journal(session)
     if plan.goal == "upgrade":
         journal.started(plan.cluster_name, plan.source_version, plan.target_version)

@@ -7,9 +7,11 @@ import re
 
 _HOME_LINE = re.compile(r"^\s*confluence\.home\s*=\s*(?P<value>.*?)\s*$")
 # Values that must never reach a plan, a log or a terminal: passwords in server.xml, crowd.properties, ...
+# A key starts where a run of key characters starts and is at most ~500 long: with `[\w.-]*` on both sides a
+# 100 000-character word took minutes (every start, every split); bounded, masking stays linear.
 _SECRET_VALUE = re.compile(
     r"""(?ix)
-    (?P<key>[\w.-]*(?:password|passwd|secret|token|keystorePass|truststorePass)[\w.-]*)
+    (?<![\w.-])(?P<key>[\w.-]{0,256}?(?:password|passwd|secret|token|keystorePass|truststorePass)[\w.-]{0,256})
     (?P<sep>\s*=\s*["']?|\s*:\s*)
     (?P<value>[^"'\s>]+)
     """

@@ -5,21 +5,25 @@ A revealed secret goes into a `Masker`, which every log line, event and rendered
 
 from __future__ import annotations
 
+import contextlib
 import os
+import selectors
 import shlex
+import signal
 import stat
 import subprocess
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from confluo.errors import ConfluoError, ExitCode
 
 MASK = "******"
 COMMAND_TIMEOUT_SECONDS = 30.0
+MAX_SECRET_BYTES = 64 * 1024  # a password or token is far shorter; more is a mistake (or /dev/zero)
 
 SecretKind = Literal["password", "token"]
 SecretSource = Literal["env", "file", "command"]
@@ -99,17 +103,27 @@ class SecretRef:
         return value
 
     def _read_file(self) -> str:
-        path = Path(self.source)
+        # O_NONBLOCK: opening a FIFO returns at once (instead of waiting for a writer), and fstat refuses it.
         try:
-            mode = path.stat().st_mode
+            fd = os.open(self.source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as error:
+            raise self._fail(f"cannot read the file: {error.strerror}") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):  # checked before fdopen, which refuses a directory with its own error
+            os.close(fd)
+            raise self._fail(f"cannot read the file: {_file_kind(mode)}, not a regular file")
+        with os.fdopen(fd, "rb") as handle:
             if mode & stat.S_IROTH:
                 raise self._fail(
                     f"the file is readable by every user (mode {stat.S_IMODE(mode):04o})",
                     f"chmod 600 {shlex.quote(self.source)}",
                 )
-            data = path.read_bytes()
-        except OSError as error:
-            raise self._fail(f"cannot read the file: {error.strerror}") from None
+            try:
+                data = handle.read(MAX_SECRET_BYTES + 1)
+            except OSError as error:
+                raise self._fail(f"cannot read the file: {error.strerror}") from None
+        if len(data) > MAX_SECRET_BYTES:
+            raise self._fail(f"the file is larger than {MAX_SECRET_BYTES // 1024} KiB; it cannot be a secret")
         return self._first_line(data, "the file")
 
     def _run_command(self, timeout_seconds: float) -> str:
@@ -120,20 +134,19 @@ class SecretRef:
         if not argv:
             raise self._fail("the command is empty")
         try:
-            # No shell: the command line is split into words here and run as-is.
-            completed = subprocess.run(
-                argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_seconds, check=False
-            )
+            returncode, stdout = _run_bounded(argv, timeout_seconds)
         except FileNotFoundError:
             raise self._fail(f"command not found: {argv[0]}") from None
         except subprocess.TimeoutExpired:
             raise self._fail(f"the command did not finish within {timeout_seconds:g} s") from None
+        except _TooMuchOutput:
+            raise self._fail(f"the command printed more than {MAX_SECRET_BYTES // 1024} KiB") from None
         except OSError as error:
             raise self._fail(f"cannot run the command: {error.strerror}") from None
-        if completed.returncode != 0:
+        if returncode != 0:
             # Its output is never shown: a failing secret command may still have printed the secret.
-            raise self._fail(f"the command exited with status {completed.returncode}")
-        return self._first_line(completed.stdout, "the command's output")
+            raise self._fail(f"the command exited with status {returncode}")
+        return self._first_line(stdout, "the command's output")
 
     def _first_line(self, data: bytes, what: str) -> str:
         try:
@@ -145,6 +158,57 @@ class SecretRef:
         if not lines or not lines[0]:
             raise self._fail(f"the first line of {what} is empty")
         return lines[0]
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    return "a device or socket"
+
+
+class _TooMuchOutput(Exception):
+    pass
+
+
+def _run_bounded(argv: list[str], timeout_seconds: float) -> tuple[int, bytes]:
+    """Runs a command without a shell; its exit status and at most MAX_SECRET_BYTES of its output.
+
+    The command gets its own process group, killed whole on a timeout: a child it left behind holding the pipe
+    open would otherwise keep confluo waiting for the end of the output after the command itself was killed.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    with subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+    ) as process:
+        assert process.stdout is not None
+        output = bytearray()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(process.stdout, selectors.EVENT_READ)
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise subprocess.TimeoutExpired(argv, timeout_seconds)
+                    if not selector.select(left):
+                        continue
+                    block = os.read(process.stdout.fileno(), 65536)
+                    if not block:
+                        break
+                    output += block
+                    if len(output) > MAX_SECRET_BYTES:
+                        raise _TooMuchOutput
+            return process.wait(max(deadline - time.monotonic(), 0.01)), bytes(output)
+        except BaseException:
+            _kill_group(process)
+            raise
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.kill()
 
 
 class Masker:

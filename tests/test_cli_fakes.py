@@ -104,5 +104,5 @@ def test_finalize_after_failed_upgrade_tasks_needs_retry_and_then_succeeds(site:
     site.finalize_fails = False
     code, _, err = confluo(site, "finalize", "--yes")
     assert code == ExitCode.REFUSED and "--retry" in err
-    code, out, _ = confluo(site, "finalize", "--retry", "--yes")
+    code, _, _ = confluo(site, "finalize", "--retry", "--yes")
     assert code == 0 and site.api.calls[-1] == "retry" and not site.api.upgrade_mode

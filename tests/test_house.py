@@ -10,7 +10,8 @@ import confluo
 CORE = Path(confluo.__file__).parent
 # Where reading the clock is not a wait: durations of commands and I/O deadlines inside the transports, and the
 # live view's elapsed column. Every wait and retry goes through confluo/waits.py and its injectable clock.
-CLOCK_READERS = {"waits.py", "transport/base.py", "transport/ssh.py", "transport/local.py", "ui/live.py"}
+# A secret command's timeout (secrets.py) is such an I/O deadline too.
+CLOCK_READERS = {"waits.py", "transport/base.py", "transport/ssh.py", "transport/local.py", "ui/live.py", "secrets.py"}
 
 
 def core_modules() -> list[Path]:
@@ -28,6 +29,8 @@ def test_no_wait_reads_the_clock_itself() -> None:
 
 
 def test_no_core_module_is_a_god_module() -> None:
-    """About 300 lines at most; the inventory loader may stay larger until its own issue replaces it."""
+    """About 300 lines at most. The inventory's schema (declarations, each with the text an editor shows) and
+    its builder are the exception."""
     sizes = {str(p.relative_to(CORE)): len(p.read_text().splitlines()) for p in core_modules()}
-    assert {name: lines for name, lines in sizes.items() if lines > 320 and name != "inventory.py"} == {}
+    exempt = {"inventory/schema.py", "inventory/build.py"}
+    assert {name: lines for name, lines in sizes.items() if lines > 320 and name not in exempt} == {}

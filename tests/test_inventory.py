@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from confluo.errors import ExitCode, InventoryError
-from confluo.inventory import DEFAULT_CUSTOMIZATION_FILES, Inventory, Node, load_inventory
+from confluo.inventory import DEFAULT_CUSTOMIZATION_FILES, HaproxyBalancer, Inventory, Node, load_inventory
 from confluo.secrets import SecretRef
 from confluo.versions import Version
 
@@ -17,6 +17,7 @@ CREDENTIAL_KEYS = "password_env, password_file, password_command, token_env, tok
 EXACTLY_ONE = f"cluster.credentials: give exactly one of {CREDENTIAL_KEYS}"
 INHERITABLE = " (set it on the node or under defaults)"
 OUTSIDE = "must be a path inside the installation directory, without '..', got"
+BALANCERS = "haproxy, nginx, apache, command"
 NOT_A_VERSION = "not a Confluence version: {!r} (expected MAJOR.MINOR.PATCH, e.g. 9.2.14)"
 
 
@@ -65,10 +66,18 @@ def write(tmp_path: Path, changes: dict[str, object] | None = None, name: str = 
     return path
 
 
+LOCATED = re.compile(r"line \d+, column \d+: ")
+
+
+def unlocated(problems: tuple[str, ...]) -> tuple[str, ...]:
+    """The problems without their `line L, column C: ` (tests of the position itself are in test_inventory_strict)."""
+    return tuple(LOCATED.sub("", problem, count=1) for problem in problems)
+
+
 def problems_of(path: Path, **kwargs: Any) -> tuple[str, ...]:
     with pytest.raises(InventoryError) as raised:
         load_inventory(path, **kwargs)
-    return raised.value.problems
+    return unlocated(raised.value.problems)
 
 
 # --- files that must load -----------------------------------------------------------------------------------
@@ -181,7 +190,8 @@ def test_secrets_are_referenced_not_read(tmp_path: Path, monkeypatch: pytest.Mon
         ),
         (
             {"cluster.credentials.password_env": "1-BAD"},
-            "cluster.credentials.password_env: expected an environment variable name, got '1-BAD'",
+            "cluster.credentials.password_env: expected an environment variable name "
+            "(the value is not shown: it may be the secret itself)",
         ),
         (
             {"cluster.credentials.password_env": DELETE, "cluster.credentials.token_command": "'open"},
@@ -210,7 +220,10 @@ def test_secrets_are_referenced_not_read(tmp_path: Path, monkeypatch: pytest.Mon
             {"defaults.timeouts.stop_seconds": -5},
             "defaults.timeouts.stop_seconds: expected a positive number of seconds, got -5",
         ),
-        ({"defaults.min_free_disk_mb": -1}, "defaults.min_free_disk_mb: expected an integer at least 0, got -1"),
+        (
+            {"defaults.min_free_disk_mb": -1},
+            "defaults.min_free_disk_mb: expected an integer between 0 and 1073741824, got -1",
+        ),
         ({"nodes[1].name": "node1"}, "nodes[1].name: 'node1' is already used by nodes[0]"),
         ({"nodes[1].host": "10.0.0.11"}, "nodes[1].host: 10.0.0.11 port 22 is already used by nodes[0]"),
         ({"nodes[1].url": "http://10.0.0.11:8090"}, "nodes[1].url: http://10.0.0.11:8090 is already used by nodes[0]"),
@@ -249,7 +262,7 @@ def test_secrets_are_referenced_not_read(tmp_path: Path, monkeypatch: pytest.Mon
         ({"target.shared_home": "shared"}, "target.shared_home: must be an absolute path, got 'shared'"),
         ({"database": "mongodb"}, "database: expected one of mysql, postgresql, oracle, sqlserver, got 'mongodb'"),
         ({"database": DELETE}, "database: missing; expected one of mysql, postgresql, oracle, sqlserver"),
-        ({"keep_releases": 1}, "keep_releases: expected an integer at least 2, got 1"),
+        ({"keep_releases": 1}, "keep_releases: expected an integer between 2 and 100, got 1"),
         (
             {"customizations.extra_files": ["../etc/passwd"]},
             f"customizations.extra_files[0]: {OUTSIDE} '../etc/passwd'",
@@ -262,8 +275,8 @@ def test_secrets_are_referenced_not_read(tmp_path: Path, monkeypatch: pytest.Mon
             {"customizations.extra_files": "conf/keystore"},
             "customizations.extra_files: expected a list of paths, got 'conf/keystore'",
         ),
-        ({"load_balancer": {"kind": "f5"}}, "load_balancer.kind: expected one of haproxy, nginx, command, got 'f5'"),
-        ({"load_balancer": {"host": "lb1"}}, "load_balancer.kind: missing; expected one of haproxy, nginx, command"),
+        ({"load_balancer": {"kind": "f5"}}, f"load_balancer.kind: expected one of {BALANCERS}, got 'f5'"),
+        ({"load_balancer": {"host": "lb1"}}, f"load_balancer.kind: missing; expected one of {BALANCERS}"),
     ],
 )
 def test_each_problem_is_reported_at_its_location(tmp_path: Path, changes: dict[str, object], problem: str) -> None:
@@ -272,8 +285,8 @@ def test_each_problem_is_reported_at_its_location(tmp_path: Path, changes: dict[
     with pytest.raises(InventoryError) as raised:
         load_inventory(path)
 
-    assert raised.value.problems == (problem,)  # and nothing else: one mistake, one problem
-    assert str(raised.value) == f"{path}: {problem}"
+    assert unlocated(raised.value.problems) == (problem,)  # and nothing else: one mistake, one problem
+    assert str(raised.value) == f"{path}: {raised.value.problems[0]}"
     assert raised.value.exit_code is ExitCode.USAGE
 
 
@@ -312,7 +325,7 @@ def test_a_setting_no_node_gets_is_reported_for_every_node(tmp_path: Path, missi
 def test_unknown_keys_are_rejected_everywhere(tmp_path: Path, location: str) -> None:
     changes: dict[str, object] = {location: "x"}
     if location.startswith("load_balancer"):
-        changes["load_balancer.kind"] = "haproxy"
+        changes.update({"load_balancer.kind": "haproxy", "load_balancer.socket": "/h", "load_balancer.backend": "b"})
     assert problems_of(write(tmp_path, changes)) == (f"{location}: unknown key",)
 
 
@@ -360,10 +373,6 @@ def test_a_wrong_default_is_reported_even_when_every_node_overrides_it(tmp_path:
             "line 3, column 11: not valid YAML: mapping values are not allowed here",
         ),
         ("nodes: [a, b\ndatabase: mysql\n", "line 2, column 9: not valid YAML: expected ',' or ']', but got ':'"),
-        (
-            "cluster:\n  name: x\n  name: y\n",
-            "line 3, column 3: not valid YAML: the key 'name' is written twice in this mapping",
-        ),
         ("", "expected a mapping of settings at the top level; the file is empty"),
         ("- node1\n- node2\n", "expected a mapping of settings at the top level; got a list"),
     ],
@@ -375,6 +384,16 @@ def test_yaml_errors_report_file_line_and_column(tmp_path: Path, text: str, prob
         load_inventory(path)
     assert raised.value.problems == (problem,)
     assert str(raised.value) == f"{path}: {problem}"
+
+
+def test_a_key_written_twice_is_reported_and_validation_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("cluster:\n  name: x\n  name: y\n")
+    with pytest.raises(InventoryError) as raised:
+        load_inventory(path)
+    problems = raised.value.problems
+    assert problems[0] == "line 3, column 3: cluster.name: written twice in this mapping (first on line 2)"
+    assert "line 2, column 3: cluster.api_url: missing" in problems  # the rest of the file is still checked
 
 
 def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
@@ -591,5 +610,12 @@ def test_credentials_reference_exactly_one_secret(
 def test_load_balancer_is_read_when_given(tmp_path: Path) -> None:
     lb = {"kind": "haproxy", "host": "lb1", "socket": "/run/haproxy/admin.sock", "backend": "confluence"}
     inventory: Inventory = load_inventory(write(tmp_path, {"load_balancer": lb}))
-    assert inventory.load_balancer is not None
-    assert dataclasses.asdict(inventory.load_balancer) == lb
+    balancer = inventory.load_balancer
+    assert isinstance(balancer, HaproxyBalancer)
+    assert (balancer.kind, balancer.host, balancer.socket, balancer.backend) == (
+        "haproxy",
+        "lb1",
+        PurePosixPath("/run/haproxy/admin.sock"),
+        "confluence",
+    )
+    assert balancer.remote is not None and balancer.remote.ssh.user == "deploy"  # defaults.ssh applies to it

@@ -81,8 +81,8 @@ def test_a_later_node_that_fails_is_rolled_back_and_the_run_halts_with_the_clust
 def test_with_on_failure_halt_the_failed_node_is_left_as_it_is(site: FakeSite) -> None:
     site.load.update(node1=0, node2=1, node3=2)
     site.fail_start("node1")
+    site.write_inventory(on_failure="halt")
     session = app.open_session(site.inventory, ports=site.ports())
-    object.__setattr__(session.inventory, "on_failure", "halt")
     plan, _ = app.make_plan(session)
     with pytest.raises(ConfluoError) as failure:
         app.run_plan(session, plan)

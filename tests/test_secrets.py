@@ -103,7 +103,11 @@ _PRINT_SECRET_THEN_FAIL = _python_command("import os, sys; print(os.environ['LEA
         ("env", "CONFLUO_TEST_EMPTY", "password_env (CONFLUO_TEST_EMPTY): the environment variable is empty"),
         ("file", "{tmp}/world-readable", "the file is readable by every user (mode 0644)"),
         ("file", "{tmp}/missing", "cannot read the file: No such file or directory"),
-        ("file", "{tmp}", "cannot read the file: Is a directory"),
+        ("file", "{tmp}", "cannot read the file: a directory, not a regular file"),
+        ("file", "{tmp}/fifo", "cannot read the file: a named pipe (FIFO), not a regular file"),
+        ("file", "/dev/zero", "cannot read the file: a device or socket, not a regular file"),
+        ("file", "{tmp}/huge", "the file is larger than 64 KiB; it cannot be a secret"),
+        ("command", "yes", "the command printed more than 64 KiB"),
         ("file", "{tmp}/empty", "the first line of the file is empty"),
         ("file", "{tmp}/binary", "the file is not valid UTF-8 text"),
         ("command", _PRINT_SECRET_THEN_FAIL, "the command exited with status 3"),
@@ -122,6 +126,8 @@ def test_resolve_failures_name_the_reference_but_never_the_secret(
     _write(tmp_path / "world-readable", SECRET.encode(), 0o644)
     _write(tmp_path / "empty", b"", 0o600)
     _write(tmp_path / "binary", b"\xff" + SECRET.encode(), 0o600)
+    _write(tmp_path / "huge", b"x" * (65 * 1024), 0o600)
+    os.mkfifo(tmp_path / "fifo", 0o600)  # nobody writes to it: reading it would wait forever
     source = source.format(tmp=tmp_path)
 
     with pytest.raises(SecretError) as raised:
@@ -161,3 +167,13 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
     path = _write(tmp_path / "password", SECRET.encode(), 0o000)
     with pytest.raises(SecretError, match="cannot read the file: Permission denied"):
         SecretRef("password", "file", str(path)).resolve()
+
+
+def test_a_secret_command_that_times_out_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    # The shell leaves a child holding stdout open: killing only the shell would leave confluo waiting.
+    script = tmp_path / "slow"
+    script.write_text("#!/bin/sh\nsleep 30 &\nsleep 30\n")
+    script.chmod(0o700)
+    with pytest.raises(SecretError) as raised:
+        SecretRef("token", "command", str(script)).resolve(command_timeout_seconds=0.5)
+    assert "did not finish within 0.5 s" in str(raised.value)

@@ -3,15 +3,19 @@ hosts, paramiko channels for the commands themselves)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
+import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paramiko
 from fabric import Config, Connection
+from paramiko.hostkeys import HostKeyEntry
 
 from confluo.transport.base import (
     CommandResult,
@@ -26,13 +30,88 @@ CHUNK = 256 * 1024
 KEEPALIVE_SECONDS = 15
 
 
-class _AcceptNewHostKey(paramiko.MissingHostKeyPolicy):
-    """Trust on first use, for one run the user opted into: remember the key in known_hosts."""
+MAX_KNOWN_HOSTS_BYTES = 16 * 1024 * 1024
+_log = logging.getLogger(__name__)
 
-    def __init__(self, known_hosts: Path) -> None:
+
+@dataclass(frozen=True)
+class KnownHosts:
+    """A known_hosts file as OpenSSH reads it: the keys to trust, the keys marked @revoked, and what was skipped."""
+
+    entries: tuple[tuple[str, paramiko.PKey], ...]  # (host name, or a hashed |1|... name; its key)
+    revoked: frozenset[tuple[str, str]]  # (key type, base64)
+    skipped: tuple[str, ...]  # one line per line skipped, for a warning
+
+    def is_revoked(self, key: paramiko.PKey) -> bool:
+        return (key.get_name(), key.get_base64()) in self.revoked
+
+
+def read_known_hosts(path: Path) -> KnownHosts:
+    """Reads known_hosts like OpenSSH: hashed names, `@revoked` keys refused, `@cert-authority` lines ignored
+    (paramiko checks no certificates), and a line that cannot be read skipped with a warning.
+
+    A missing file knows no host. A directory, a FIFO or an unreadable file raises ConnectionFailed.
+    """
+    text = _known_hosts_text(path)
+    entries: list[tuple[str, paramiko.PKey]] = []
+    revoked: set[tuple[str, str]] = set()
+    skipped: list[str] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker = None
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            line = line.strip()
+            if marker not in ("@cert-authority", "@revoked"):
+                skipped.append(f"{path}:{number}: skipped: unknown marker")
+                continue
+        try:
+            entry = HostKeyEntry.from_line(line, number)
+        except Exception:  # a line of a file anyone may have edited: whatever paramiko raises, it is one bad line
+            entry = None
+        if entry is None or entry.key is None:
+            skipped.append(f"{path}:{number}: skipped: not a host key line paramiko can read")
+        elif marker == "@revoked":
+            revoked.add((entry.key.get_name(), entry.key.get_base64()))
+        elif marker is None:
+            entries += [(name, entry.key) for name in entry.hostnames]
+    return KnownHosts(tuple(entries), frozenset(revoked), tuple(skipped))
+
+
+def _known_hosts_text(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ConnectionFailed(f"cannot read the known_hosts file {path}: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ConnectionFailed(f"the known_hosts file {path} is not a regular file (a directory, pipe or device)")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_KNOWN_HOSTS_BYTES + 1)
+    if len(data) > MAX_KNOWN_HOSTS_BYTES:
+        raise ConnectionFailed(f"the known_hosts file {path} is larger than {MAX_KNOWN_HOSTS_BYTES >> 20} MiB")
+    return data.decode("utf-8", "replace")  # a bad byte spoils only its own line, which then does not parse
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """A host whose key is not known: refused, or (for one run the user opted into) trusted and remembered in
+    known_hosts. A key marked @revoked is refused either way."""
+
+    def __init__(self, known_hosts: Path, known: KnownHosts, *, accept_new: bool) -> None:
         self.known_hosts = known_hosts
+        self.known = known
+        self.accept_new = accept_new
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if self.known.is_revoked(key):
+            raise paramiko.SSHException(f"the host key of {hostname} is marked @revoked in known_hosts")
+        if not self.accept_new:
+            raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
         client.get_host_keys().add(hostname, key.get_name(), key)
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         with self.known_hosts.open("a") as handle:
@@ -80,13 +159,14 @@ class SshTransport:
         )
         # Fabric trusts every host key by default; confluo checks them against known_hosts.
         client = connection.client
+        known = read_known_hosts(self._known_hosts)
+        for skipped in known.skipped:
+            _log.warning("%s", skipped)
         client.get_host_keys().clear()
-        if self._known_hosts.exists():
-            client.get_host_keys().load(str(self._known_hosts))
-        policy: paramiko.MissingHostKeyPolicy = (
-            _AcceptNewHostKey(self._known_hosts) if self._accept_new else paramiko.RejectPolicy()
-        )
-        client.set_missing_host_key_policy(policy)
+        for name, key in known.entries:
+            if not known.is_revoked(key):
+                client.get_host_keys().add(name, key.get_name(), key)
+        client.set_missing_host_key_policy(_HostKeyPolicy(self._known_hosts, known, accept_new=self._accept_new))
         try:
             connection.open()
         except paramiko.BadHostKeyException as exc:
@@ -94,6 +174,11 @@ class SshTransport:
                 f"{self.node}: the host key of {self._host} does NOT match {self._known_hosts}: refusing to connect"
             ) from exc
         except paramiko.SSHException as exc:
+            if "@revoked" in str(exc):
+                raise ConnectionFailed(
+                    f"{self.node}: the host key of {self._host} is marked @revoked in {self._known_hosts}: "
+                    "refusing to connect"
+                ) from exc
             if "not found in known_hosts" in str(exc):
                 raise ConnectionFailed(
                     f"{self.node}: {self._host} is not in {self._known_hosts}; add its key, or run once with "
