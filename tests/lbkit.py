@@ -46,8 +46,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, seconds: float = 10.0) -> None:
+def wait_for_port(port: int, seconds: float = 10.0, process: subprocess.Popen[bytes] | None = None) -> None:
     def accepts() -> bool:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited {process.returncode} before listening on {port}")
         with socket.socket() as conn:
             conn.settimeout(0.5)
             return conn.connect_ex((LOOPBACK, port)) == 0
@@ -190,7 +192,7 @@ def _running(argv: Sequence[str], port: int, directory: Path, **extra: str) -> I
     log = (directory / "stdout.log").open("wb")
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port)
+        wait_for_port(port, process=process)
         yield Running(process, f"http://{LOOPBACK}:{port}", directory, dict(extra))
     finally:
         _stop(process)
@@ -256,7 +258,7 @@ def nginx_files(directory: Path, pool: Pool, port: int) -> tuple[Path, Path]:
     servers = "\n".join(f"    server {b.address} weight=1 max_fails=0;  # {b.name}" for b in pool.members)
     upstream.write_text(
         "# confluence nodes\n"
-        f"upstream confluence {{\n{servers}\n    keepalive 0;\n}}\n\n"
+        f"upstream confluence {{\n{servers}\n}}\n\n"
         f"upstream other {{\n    server {pool.members[0].address};\n}}\n"
     )
     main = directory / "nginx.conf"
