@@ -14,10 +14,11 @@ from __future__ import annotations
 import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
-from confluo.loadbalancer.base import AdminState, LoadBalancerError, ServerState, check_applied
+from confluo.loadbalancer.base import AdminState, LoadBalancer, LoadBalancerError, ServerState, check_applied
 
 NS = {"httpd": "http://httpd.apache.org"}
 FLAGS = {
@@ -175,3 +176,7 @@ class ApacheBalancer:
         if response.status_code != 200:
             raise LoadBalancerError(f"{self.where}: {method} answered HTTP {response.status_code}")
         return response
+
+
+if TYPE_CHECKING:  # mypy proves the adapter fills the protocol
+    _protocol: type[LoadBalancer] = ApacheBalancer

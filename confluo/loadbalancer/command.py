@@ -15,9 +15,10 @@ import shlex
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from confluo.errors import InventoryError
-from confluo.loadbalancer.base import AdminState, LoadBalancerError, ServerState, check_applied
+from confluo.loadbalancer.base import AdminState, LoadBalancer, LoadBalancerError, ServerState, check_applied
 from confluo.transport.base import CommandResult, CommandTimedOut, Transport, TransportError
 
 PLACEHOLDERS = ("server", "node", "host")
@@ -142,3 +143,7 @@ class CommandLoadBalancer:
             output = f":\n{result.tail(5)}" if result.tail(5) else ""
             raise LoadBalancerError(f"{self._where(server)}: the {kind} command exited {result.exit_status}{output}")
         return result
+
+
+if TYPE_CHECKING:  # mypy proves the adapter fills the protocol
+    _protocol: type[LoadBalancer] = CommandLoadBalancer

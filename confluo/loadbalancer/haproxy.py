@@ -13,9 +13,9 @@ import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from confluo.loadbalancer.base import AdminState, LoadBalancerError, ServerState, check_applied
+from confluo.loadbalancer.base import AdminState, LoadBalancer, LoadBalancerError, ServerState, check_applied
 from confluo.transport.base import Transport, TransportError, quote_argv
 from confluo.waits import SYSTEM_CLOCK, Clock
 
@@ -273,3 +273,7 @@ def _check_name(value: str, what: str) -> None:
     # The runtime API splits its commands on spaces and `;`: a name must never carry a second command.
     if not _NAME.fullmatch(value):
         raise LoadBalancerError(f"invalid HAProxy {what} name {value!r}: only letters, digits and _.:- are allowed")
+
+
+if TYPE_CHECKING:  # mypy proves the adapter fills the protocol
+    _protocol: type[LoadBalancer] = HAProxy

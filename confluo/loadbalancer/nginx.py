@@ -17,8 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from confluo.loadbalancer.base import AdminState, ChangeNotApplied, LoadBalancerError, ServerState, check_applied
+from confluo.loadbalancer.base import (
+    AdminState,
+    ChangeNotApplied,
+    LoadBalancer,
+    LoadBalancerError,
+    ServerState,
+    check_applied,
+)
 from confluo.transport.base import CommandResult, Transport, TransportError, quote_argv
 from confluo.waits import SYSTEM_CLOCK, Clock, Deadline, TimedOut, poll
 
@@ -257,3 +265,7 @@ class NginxUpstream:
         if check and not result.ok:
             raise LoadBalancerError(f"{self.where}: `{line}` exited {result.exit_status}: {result.tail(5)}")
         return result
+
+
+if TYPE_CHECKING:  # mypy proves the adapter fills the protocol
+    _protocol: type[LoadBalancer] = NginxUpstream
