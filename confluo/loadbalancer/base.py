@@ -1,7 +1,7 @@
 """The load-balancer protocol: what confluo asks of HAProxy, nginx, Apache or an operator's own commands.
 
 Administrative state (what confluo set) and health (what the load balancer's checks see) are read separately, and
-every change is read back.
+every change is read back: an accepted command is not proof that the load balancer now routes differently.
 """
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import Protocol
+
+from confluo.errors import ConfluoError, ExitCode
+from confluo.waits import Deadline, poll
 
 
 class AdminState(enum.Enum):
@@ -24,6 +27,17 @@ class ServerState:
     admin: AdminState
     healthy: bool | None  # None: this load balancer cannot tell
     sessions: int | None  # current sessions on the server, where the load balancer counts them
+    detail: str = ""  # the load balancer's own words (`DOWN 1/2`, `Init Drn Ok`), for messages and the live view
+
+
+class LoadBalancerError(ConfluoError):
+    """The load balancer could not be reached, refused a change, or does not know the server."""
+
+    exit_code = ExitCode.FAILED_AFTER_CHANGES
+
+
+class ChangeNotApplied(LoadBalancerError):
+    """A change was accepted (or seemed to be) but reading the state back shows it did not take effect."""
 
 
 class LoadBalancer(Protocol):
@@ -34,3 +48,36 @@ class LoadBalancer(Protocol):
     def maint(self, server: str) -> None: ...
 
     def ready(self, server: str) -> None: ...
+
+    def describe(self, server: str, target: AdminState) -> str:
+        """The change as a command line (or request) an operator could run by hand, for `confluo plan`."""
+        ...
+
+    def warnings(self) -> tuple[str, ...]:
+        """What in the load balancer's set-up could undo confluo's changes behind its back (none: empty)."""
+        ...
+
+
+def check_applied(where: str, observed: ServerState, *accepted: AdminState) -> ServerState:
+    """`observed` after a change; ChangeNotApplied unless its admin state is one of `accepted`."""
+    if observed.admin in accepted:
+        return observed
+    wanted = " or ".join(state.value for state in accepted)
+    detail = f" ({observed.detail})" if observed.detail else ""
+    raise ChangeNotApplied(
+        f"{where}: server {observed.server} is {observed.admin.value}{detail} after the change, expected {wanted}",
+        hint="the load balancer did not take the change; check its configuration and logs before going on",
+    )
+
+
+def wait_until_idle(lb: LoadBalancer, server: str, deadline: Deadline, *, interval: float = 1.0) -> ServerState:
+    """Poll until the server has no sessions; at once when the load balancer cannot count them (sessions None).
+
+    TimedOut (from confluo.waits) carries the last state: a drain that does not finish must fail closed.
+    """
+    return poll(
+        lambda: lb.state(server),
+        until=lambda state: state.sessions is None or state.sessions == 0,
+        deadline=deadline,
+        interval=interval,
+    )

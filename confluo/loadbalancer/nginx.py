@@ -1,0 +1,271 @@
+"""Open-source nginx: the node's `server` line in an upstream file gets `down` (or loses it), then nginx reloads.
+
+nginx OSS has no runtime API and no soft drain: `drain` and `maint` both mark the server `down`, which stops new
+requests at once; requests in flight finish in the old workers. The edit is made through a Transport so that a
+bad configuration never reaches the running nginx:
+
+    cp -p FILE FILE.confluo-new; write it; cp -p FILE FILE.confluo-old; mv FILE.confluo-new FILE
+    nginx -t   → refused: mv FILE.confluo-old FILE (the previous file is back), raise; nginx never reloads
+               → accepted: rm FILE.confluo-old; nginx -s reload
+
+nginx cannot report which configuration it runs, so the reload is proven by its workers: it worked when the
+master (same pid) has new workers and every old one is gone or "shutting down" (which no longer accepts).
+The state is then read back from the file. Sessions cannot be counted (`sessions=None`), health is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from confluo.loadbalancer.base import (
+    AdminState,
+    ChangeNotApplied,
+    LoadBalancer,
+    LoadBalancerError,
+    ServerState,
+    check_applied,
+)
+from confluo.transport.base import CommandResult, Transport, TransportError, quote_argv
+from confluo.waits import SYSTEM_CLOCK, Clock, Deadline, TimedOut, poll
+
+DOWN = "down"
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class ServerLine:
+    """One `server` directive of an upstream, with where its parts are in the file (to edit it in place)."""
+
+    address: str
+    down: Token | None
+    previous_end: int  # end of the token before `down` (so removing it also removes its leading space)
+    semicolon: int
+
+
+def _tokens(text: str) -> Iterator[Token]:
+    """nginx's words, quoted strings and `{ } ;`, without comments."""
+    index, size = 0, len(text)
+    while index < size:
+        char = text[index]
+        if char.isspace():
+            index += 1
+        elif char == "#":
+            newline = text.find("\n", index)
+            index = size if newline < 0 else newline
+        elif char in "{};":
+            yield Token(char, index, index + 1)
+            index += 1
+        elif char in "\"'":
+            close = text.find(char, index + 1)
+            close = size - 1 if close < 0 else close
+            yield Token(text[index + 1 : close], index, close + 1)
+            index = close + 1
+        else:
+            end = index
+            while end < size and not text[end].isspace() and text[end] not in "{};":
+                end += 1
+            yield Token(text[index:end], index, end)
+            index = end
+
+
+def servers_of(text: str, upstream: str) -> list[ServerLine] | None:
+    """The `server` lines of `upstream NAME { … }`; None when the file has no such upstream."""
+    blocks: list[list[str]] = []
+    words: list[Token] = []
+    found: list[ServerLine] | None = None
+    for token in _tokens(text):
+        if token.text == "{":
+            blocks.append([word.text for word in words])
+            if blocks[-1] == ["upstream", upstream]:
+                found = found or []
+            words = []
+        elif token.text == "}":
+            if blocks:
+                blocks.pop()
+            words = []
+        elif token.text == ";":
+            inside = bool(blocks) and blocks[-1] == ["upstream", upstream]
+            if inside and found is not None and len(words) >= 2 and words[0].text == "server":
+                found.append(_server_line(words, token))
+            words = []
+        else:
+            words.append(token)
+    return found
+
+
+def _server_line(words: Sequence[Token], semicolon: Token) -> ServerLine:
+    for index, word in enumerate(words[2:], start=2):
+        if word.text == DOWN:
+            return ServerLine(words[1].text, word, words[index - 1].end, semicolon.start)
+    return ServerLine(words[1].text, None, words[-1].end, semicolon.start)
+
+
+def find_server(text: str, upstream: str, address: str, where: str) -> ServerLine:
+    servers = servers_of(text, upstream)
+    if servers is None:
+        raise LoadBalancerError(f"{where}: there is no `upstream {upstream}` block")
+    matches = [line for line in servers if line.address == address]
+    if len(matches) != 1:
+        known = ", ".join(line.address for line in servers) or "none"
+        problem = "has no" if not matches else f"has {len(matches)} lines for"
+        raise LoadBalancerError(f"{where}: upstream {upstream} {problem} server {address} (its servers: {known})")
+    return matches[0]
+
+
+def with_down(text: str, upstream: str, address: str, down: bool, where: str = "nginx") -> str:
+    """The file's text with the server's `down` flag set or removed; everything else byte for byte the same."""
+    line = find_server(text, upstream, address, where)
+    if down and line.down is None:
+        return text[: line.semicolon] + " " + DOWN + text[line.semicolon :]
+    if not down and line.down is not None:
+        return text[: line.previous_end] + text[line.down.end :]
+    return text
+
+
+@dataclass(frozen=True)
+class Workers:
+    master: int
+    serving: frozenset[int]  # workers that accept new connections (not "shutting down")
+
+
+class NginxUpstream:
+    """One upstream in one file on the load-balancer host. `addresses`: server name → `host:port` as written in
+    the file (a name not in it is taken as the address itself). Commands are argv lists, run with `sudo -n`
+    when `sudo`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        upstream_file: str,
+        upstream: str,
+        *,
+        addresses: Mapping[str, str] | None = None,
+        test_command: Sequence[str] = ("nginx", "-t"),
+        reload_command: Sequence[str] = ("nginx", "-s", "reload"),
+        pid_file: str = "/run/nginx.pid",
+        sudo: bool = False,
+        reload_seconds: float = 30.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.transport = transport
+        self.file = upstream_file
+        self.upstream = upstream
+        self.addresses = dict(addresses or {})
+        self.test_command = tuple(test_command)
+        self.reload_command = tuple(reload_command)
+        self.pid_file = pid_file
+        self.prefix = ("sudo", "-n") if sudo else ()
+        self.reload_seconds = reload_seconds
+        self.clock = clock
+        self.where = f"nginx on {transport.node}: {upstream_file}"
+
+    def state(self, server: str) -> ServerState:
+        line = find_server(self._read(), self.upstream, self.address(server), self.where)
+        down = line.down is not None
+        admin = AdminState.MAINT if down else AdminState.READY
+        return ServerState(server, admin, healthy=None, sessions=None, detail="down" if down else "up")
+
+    def drain(self, server: str) -> None:
+        self._mark(server, down=True)  # no soft drain in nginx OSS: the same as maint
+
+    def maint(self, server: str) -> None:
+        self._mark(server, down=True)
+
+    def ready(self, server: str) -> None:
+        self._mark(server, down=False)
+
+    def address(self, server: str) -> str:
+        return self.addresses.get(server, server)
+
+    def describe(self, server: str, target: AdminState) -> str:
+        change = "remove `down` from" if target is AdminState.READY else "add `down` to"
+        return (
+            f"{change} `server {self.address(server)}` in upstream {self.upstream} of {self.file}, then "
+            f"{self._line(self.test_command)} && {self._line(self.reload_command)}  # on {self.transport.node}"
+        )
+
+    def warnings(self) -> tuple[str, ...]:
+        return ()
+
+    def _mark(self, server: str, *, down: bool) -> None:
+        before = self._read()
+        after = with_down(before, self.upstream, self.address(server), down, self.where)
+        if after != before:
+            self._replace(after)
+            self._reload()
+        check_applied(self.where, self.state(server), AdminState.MAINT if down else AdminState.READY)
+
+    def _replace(self, text: str) -> None:
+        draft, backup = f"{self.file}.confluo-new", f"{self.file}.confluo-old"
+        # The draft and the backup are copies first, so both keep the file's owner and mode.
+        self._run("cp", "-p", "--", self.file, draft)
+        self._run_line(self._line(("tee", "--", draft)) + " >/dev/null", stdin=text.encode())
+        self._run("cp", "-p", "--", self.file, backup)
+        self._run("mv", "-f", "--", draft, self.file)
+        tested = self._run_line(self._line(self.test_command), check=False)
+        if not tested.ok:
+            self._run("mv", "-f", "--", backup, self.file)
+            raise LoadBalancerError(
+                f"{self.where}: `{self._line(self.test_command)}` refused the configuration "
+                f"(exit {tested.exit_status}); the previous file is back and nginx was not reloaded:\n{tested.tail(8)}",
+                hint="fix the nginx configuration, then run confluo again",
+            )
+        self._run("rm", "-f", "--", backup)
+
+    def _reload(self) -> None:
+        before = self._workers()
+        self._run_line(self._line(self.reload_command))
+
+        def reloaded(now: Workers) -> bool:
+            return now.master == before.master and bool(now.serving) and not now.serving & before.serving
+
+        try:
+            poll(self._workers, until=reloaded, deadline=Deadline.after(self.clock, self.reload_seconds), interval=0.1)
+        except TimedOut as exc:
+            raise ChangeNotApplied(
+                f"{self.where}: nginx (master {before.master}) started no new workers within "
+                f"{self.reload_seconds:.0f} s of the reload, so it may still run the previous configuration",
+                hint="see nginx's error log; the file already holds the change",
+            ) from exc
+
+    def _workers(self) -> Workers:
+        text = self._run("cat", "--", self.pid_file).stdout.strip()
+        if not text.isdigit():
+            raise LoadBalancerError(f"{self.where}: pid file {self.pid_file} holds {text[:40]!r}, not a pid")
+        listing = self._run_line(quote_argv(["ps", "-o", "pid=,args=", "--ppid", text]), check=False).stdout
+        serving = set()
+        for row in listing.splitlines():
+            pid, _, args = row.strip().partition(" ")
+            if "worker process" in args and "shutting down" not in args and pid.isdigit():
+                serving.add(int(pid))
+        return Workers(int(text), frozenset(serving))
+
+    def _read(self) -> str:
+        return self._run("cat", "--", self.file).stdout
+
+    def _line(self, argv: Sequence[str]) -> str:
+        return quote_argv([*self.prefix, *argv])
+
+    def _run(self, *argv: str) -> CommandResult:
+        return self._run_line(self._line(argv))
+
+    def _run_line(self, line: str, *, stdin: bytes | None = None, check: bool = True) -> CommandResult:
+        try:
+            result = self.transport.run(line, stdin=stdin, timeout=60.0, check=False)
+        except TransportError as exc:
+            raise LoadBalancerError(f"{self.where}: {exc.message}") from exc
+        if check and not result.ok:
+            raise LoadBalancerError(f"{self.where}: `{line}` exited {result.exit_status}: {result.tail(5)}")
+        return result
+
+
+if TYPE_CHECKING:  # mypy proves the adapter fills the protocol
+    _protocol: type[LoadBalancer] = NginxUpstream
