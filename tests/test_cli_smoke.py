@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from confluo.cli.main import cli
@@ -44,3 +46,15 @@ def test_completion_script_completes_subcommands_in_bash() -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert asked.stdout.split() == ["plain,status"]
+
+
+def test_inventory_check_locates_problems_and_schema_prints_the_committed_schema(tmp_path: Path) -> None:
+    import json
+
+    repo = Path(__file__).parent.parent
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cluster: {name: c}\nnodes: []\nbogus: 1\n")
+    result = CliRunner().invoke(cli, ["inventory", "check", "-i", str(bad)])
+    assert result.exit_code == 2 and "bogus" in result.stderr
+    schema = json.loads(CliRunner().invoke(cli, ["inventory", "schema"]).stdout)
+    assert schema == json.loads((repo / "docs/inventory.schema.json").read_text())
