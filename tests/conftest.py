@@ -26,3 +26,12 @@ def lab_factory() -> Iterator[Callable[..., LabHandle]]:
             return labs.enter_context(start_lab(**options))
 
         yield make
+
+
+@pytest.fixture
+def pool() -> Iterator[Any]:
+    """Three loopback backends for the load-balancer tests (tests/lbkit.py), counting the requests they get."""
+    from lbkit import backends
+
+    with backends(3) as started:
+        yield started

@@ -336,3 +336,21 @@ def apache(directory: Path, pool: Pool) -> Iterator[Running]:
     config.write_text(apache_config(directory, pool, port))
     with _running([binary, "-f", str(config), "-DFOREGROUND"], port, directory) as lb:
         yield lb
+
+
+@contextlib.contextmanager
+def held_request(pool: Pool, lb: Running) -> Iterator[str]:
+    """A slow request through the load balancer, held by its backend: yields that backend's name."""
+    slow = threading.Thread(target=lambda: httpx.get(lb.url + SLOW, timeout=20))
+    slow.start()
+    try:
+        yield poll(
+            lambda: [b.name for b in pool.members if b.held],
+            until=bool,
+            deadline=Deadline.after(SYSTEM_CLOCK, 5),
+            interval=0.02,
+        )[0]
+    finally:
+        for backend in pool.members:
+            backend.release.set()
+        slow.join(10)

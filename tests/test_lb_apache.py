@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
 import httpx
 import pytest
-from lbkit import SLOW, Pool, Running, apache, backends, send, workdir
+from lbkit import Pool, Running, apache, held_request, send, workdir
 
 from confluo.loadbalancer.apache import ApacheBalancer, shown
 from confluo.loadbalancer.base import AdminState, ChangeNotApplied, LoadBalancerError
 from confluo.waits import SYSTEM_CLOCK, Deadline, poll
-
-
-@pytest.fixture
-def pool() -> Iterator[Pool]:
-    with backends(3) as started:
-        yield started
 
 
 @pytest.fixture
@@ -87,15 +80,7 @@ def test_the_nonce_and_the_referer_are_what_make_a_change(
 
 
 def test_busy_requests_are_counted_on_a_drained_worker(pool: Pool, lb: Running, manager: ApacheBalancer) -> None:
-    slow = threading.Thread(target=lambda: httpx.get(lb.url + SLOW, timeout=20))
-    slow.start()
-    try:
-        holder = poll(
-            lambda: [b.name for b in pool.members if b.held],
-            until=bool,
-            deadline=Deadline.after(SYSTEM_CLOCK, 5),
-            interval=0.02,
-        )[0]
+    with held_request(pool, lb) as holder:
         manager.drain(holder)
         assert manager.state(holder).sessions == 1
         assert routed(pool, lb, 9)[holder] == 0
@@ -106,10 +91,6 @@ def test_busy_requests_are_counted_on_a_drained_worker(pool: Pool, lb: Running, 
             deadline=Deadline.after(SYSTEM_CLOCK, 10),
             interval=0.05,
         )
-    finally:
-        for backend in pool.members:
-            backend.release.set()
-        slow.join(10)
 
 
 def test_unknown_worker_or_balancer_is_a_clear_error(lb: Running, manager: ApacheBalancer) -> None:

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
-import httpx
 import pytest
-from lbkit import SLOW, Pool, Running, backends, haproxy, send, workdir
+from lbkit import Pool, Running, haproxy, held_request, send, workdir
 
 from confluo.loadbalancer.base import AdminState, ChangeNotApplied, LoadBalancerError, wait_until_idle
 from confluo.loadbalancer.haproxy import HAProxy, LocalSocket, SocatOverTransport, state_file_warnings
 from confluo.transport.local import LocalTransport
 from confluo.waits import SYSTEM_CLOCK, Deadline, poll
-
-
-@pytest.fixture
-def pool() -> Iterator[Pool]:
-    with backends(3) as started:
-        yield started
 
 
 @pytest.fixture
@@ -109,15 +101,7 @@ def test_sessions_are_counted_while_a_drained_server_finishes(pool: Pool, lb: Ru
     haproxy_lb = adapter(lb)
     for server in ("n1", "n2", "n3"):
         wait_healthy(haproxy_lb, server)
-    slow = threading.Thread(target=lambda: httpx.get(lb.url + SLOW, timeout=20))
-    slow.start()
-    try:
-        holder = poll(
-            lambda: [b.name for b in pool.members if b.held],
-            until=bool,
-            deadline=Deadline.after(SYSTEM_CLOCK, 5),
-            interval=0.02,
-        )[0]
+    with held_request(pool, lb) as holder:
         haproxy_lb.drain(holder)
         assert haproxy_lb.state(holder).sessions == 1
         assert routed(pool, lb, 12)[holder] == 0
@@ -126,10 +110,6 @@ def test_sessions_are_counted_while_a_drained_server_finishes(pool: Pool, lb: Ru
         pool[holder].release.set()
         idle = wait_until_idle(haproxy_lb, holder, Deadline.after(SYSTEM_CLOCK, 10), interval=0.05)
         assert (idle.sessions, idle.admin) == (0, AdminState.DRAIN)
-    finally:
-        for backend in pool.members:
-            backend.release.set()
-        slow.join(10)
 
 
 def test_weight_is_set_read_back_and_ramped(pool: Pool, lb: Running) -> None:

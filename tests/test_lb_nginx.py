@@ -6,17 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lbkit import Pool, Running, backends, nginx, nginx_argv, send, workdir
+from lbkit import Pool, Running, nginx, nginx_argv, send, workdir
 
 from confluo.loadbalancer.base import AdminState, ChangeNotApplied, LoadBalancerError
 from confluo.loadbalancer.nginx import NginxUpstream, servers_of, with_down
 from confluo.transport.local import LocalTransport
-
-
-@pytest.fixture
-def pool() -> Iterator[Pool]:
-    with backends(3) as started:
-        yield started
 
 
 @pytest.fixture
