@@ -22,7 +22,7 @@ confluo_os_packages() {
   local python packages
   python=$(confluo_system_python)
   # The lab: a real sshd per node, sudo for the node users, real load balancers; venv for the virtual environment.
-  packages=(openssh-server openssh-client sudo haproxy nginx socat "$@")
+  packages=(openssh-server openssh-client sudo haproxy nginx apache2 socat "$@")
   "$python" -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
