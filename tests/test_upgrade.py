@@ -530,16 +530,18 @@ def test_a_node_that_hangs_while_starting_halts_at_its_deadline(lab: LabHandle, 
     assert [(n["state"], n["version"]) for n in others] == [("ACTIVE", "9.2.13")] * 2
 
 
-def test_a_node_that_crashes_while_it_waits_its_turn_is_upgraded_next(lab: LabHandle) -> None:
-    """node3 is the busiest, but once it crashed it serves nobody: upgrading it first costs no capacity."""
+def test_a_node_that_crashes_while_it_waits_its_turn_is_upgraded_next(lab: LabHandle, tmp_path: Path) -> None:
+    """node3 is the busiest, but once it crashed (while node1 proves it keeps serving) it serves nobody:
+    upgrading it first costs no capacity."""
     lab.set("node2", tasks=1)
     lab.set("node3", tasks=2)
+    inventory = variant(lab, tmp_path, lambda doc: doc["defaults"]["timeouts"].update(min_ready_seconds=2))
 
     def crash_node3(event: dict[str, Any], _: object) -> None:
         if event["event"] == "node_done" and event["node"] == "node1":
             lab.fault("node3", "crash")
 
-    run = upgrade_watching(lab.inventory, crash_node3)
+    run = upgrade_watching(inventory, crash_node3)
     assert run.exit_code == 0, run.stderr
     assert run.nodes_started() == ["node1", "node3", "node2"]
     status = lab.status()
