@@ -119,6 +119,13 @@ REFUSALS: list[tuple[str, Callable[[Facts], Facts], str]] = [
         "8.5.4 -> 9.2.14",
     ),
     (
+        "swapped hosts",
+        lambda f: with_node(
+            f, 0, files={"bin/setenv.sh": 'CATALINA_OPTS="-Dconfluence.cluster.node.name=node2 ${CATALINA_OPTS}"\n'}
+        ),
+        "node1: 10.0.0.1 is configured as cluster node 'node2' (bin/setenv.sh), but the cluster's 'node1' is at",
+    ),
+    (
         "occupied new dir",
         lambda f: with_node(f, 0, new_install_exists=True),
         f"{BASE}/9.2.14 exists but is not a 9.2.14 installation",
@@ -177,3 +184,10 @@ def test_the_mysql_driver_is_carried_and_old_releases_pruned_beyond_keep(tmp_pat
     assert "mysql-connector-j-8.4.0.jar" in driver.commands[0]
     pruned = [line for step in plan.prune for line in step.describe().commands]
     assert pruned == [f"sudo -n /usr/bin/rm -rf -- {BASE}/9.2.11"] * 2
+
+
+def test_a_host_configured_as_its_own_node_passes_the_identity_check(tmp_path: Path) -> None:
+    own = {
+        "bin/setenv.sh": "# -Dconfluence.cluster.node.name=old\nCATALINA_OPTS=-Dconfluence.cluster.node.name=node1\n"
+    }
+    assert build_plan(inventory(tmp_path), with_node(facts(), 0, files=own)).rolling

@@ -18,6 +18,7 @@ from confluo.plan.rules import (
     already_on_target,
     archive_reasons,
     cluster_reasons,
+    identity_reasons,
     node_reasons,
     source_version,
 )
@@ -51,6 +52,7 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
         if refusal:
             reasons.append(f"{source} -> {target}: {refusal}")
     reasons += cluster_reasons(inventory, facts)
+    reasons += identity_reasons(inventory, facts)
     reasons += archive_reasons(inventory, facts)
     if reasons:
         raise RefusedError(
