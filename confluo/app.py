@@ -156,4 +156,15 @@ def finalize_plan(session: Session, *, retry: bool) -> Plan:
 
 
 def status(session: Session) -> dict[str, Any]:
-    return cluster_status(session.inventory, session.remotes, session.api)
+    """The cluster and every node, and — when this machine's journal holds an unfinished run — what continues it."""
+    report = cluster_status(session.inventory, session.remotes, session.api)
+    entry = _journal(session).read()
+    if entry is not None and report["upgrade_mode"]:
+        report["unfinished_run"] = {
+            "source_version": entry.source_version,
+            "target_version": entry.target_version,
+            "started_at": entry.started_at,
+            "host": entry.host,
+            "next": f"confluo upgrade -i INVENTORY --to {entry.target_version}",
+        }
+    return report

@@ -106,3 +106,18 @@ def test_finalize_after_failed_upgrade_tasks_needs_retry_and_then_succeeds(site:
     assert code == ExitCode.REFUSED and "--retry" in err
     code, _, _ = confluo(site, "finalize", "--retry", "--yes")
     assert code == 0 and site.api.calls[-1] == "retry" and not site.api.upgrade_mode
+
+
+def test_status_says_where_an_unfinished_run_stopped_and_what_continues_it(site: FakeSite) -> None:
+    site.load.update(node1=0, node2=1, node3=2)
+    site.fail_start("node2")  # node1 upgraded, node2 rolled back: upgrade mode stays on
+    code, _, _ = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.FAILED_AFTER_CHANGES
+    code, out, _ = confluo(site, "status", "--json")
+    run = json.loads(out)["unfinished_run"]
+    assert code == 0 and (run["source_version"], run["target_version"]) == (SOURCE, TARGET)
+    assert run["next"] == f"confluo upgrade -i INVENTORY --to {TARGET}"
+    site.failing.clear()
+    code, _, _ = confluo(site, "upgrade", "--yes")
+    assert code == 0 and set(site.versions().values()) == {TARGET}
+    assert "unfinished_run" not in json.loads(confluo(site, "status", "--json")[1])

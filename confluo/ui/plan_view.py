@@ -114,4 +114,10 @@ def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
         table.add_column(title)
     for row in report["nodes"]:
         table.add_row(*(str(row[key]) for key in columns.values()))
+    run = report.get("unfinished_run")
+    if run:
+        table.caption = (
+            f"an upgrade {run['source_version']} -> {run['target_version']} started {run['started_at']} on "
+            f"{run['host']} did not finish; to continue: {run['next']}"
+        )
     return table
