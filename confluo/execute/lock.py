@@ -11,11 +11,9 @@ from pathlib import Path
 
 from confluo.errors import RefusedError
 
-LOCK_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "confluo" / "locks"
-
 
 @contextmanager
-def cluster_lock(api_url: str, lock_dir: Path = LOCK_DIR) -> Iterator[None]:
+def cluster_lock(api_url: str, lock_dir: Path) -> Iterator[None]:
     """Held for the whole run; the kernel releases it if confluo dies, so a lock is never left stale."""
     lock_dir.mkdir(parents=True, exist_ok=True)
     path = lock_dir / (hashlib.sha256(api_url.encode()).hexdigest()[:16] + ".lock")

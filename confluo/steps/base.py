@@ -148,6 +148,14 @@ class Step:
             raise StepError(f"{where}{self.name}: done, but the host does not show the change")
 
 
+class Waited(Step):
+    """A step whose apply returns only once it has seen its done-condition hold (a poll under its deadline):
+    asking the host again straight after would only repeat that look."""
+
+    def verify(self, ctx: StepContext) -> None:
+        return None
+
+
 class NodeStep(Step):
     host: Host
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluo.api.base import ApiError, ClusterInfo, ClusterState, InvalidTransition
-from confluo.steps.base import Preview, Step, StepContext, StepError, StepKind, WaitTimedOut
+from confluo.steps.base import Preview, StepContext, StepError, StepKind, Waited, WaitTimedOut
 from confluo.waits import Deadline, TimedOut, poll
 
 TRANSITION_PAUSES = (0.5, 1.0, 1.5)
@@ -67,7 +67,7 @@ def wait_for_cluster(ctx: StepContext, wanted: frozenset[ClusterState], seconds:
 
 
 @dataclass(frozen=True)
-class EnableUpgradeMode(Step):
+class EnableUpgradeMode(Waited):
     kind = StepKind.UPGRADE_MODE_ON
 
     settle_seconds: float  # how long the cluster may take to show a change every node has made
@@ -90,7 +90,7 @@ class EnableUpgradeMode(Step):
 
 
 @dataclass(frozen=True)
-class Finalize(Step):
+class Finalize(Waited):
     kind = StepKind.FINALIZE
 
     settle_seconds: float
@@ -119,7 +119,7 @@ class Finalize(Step):
 
 
 @dataclass(frozen=True)
-class CancelUpgradeMode(Step):
+class CancelUpgradeMode(Waited):
     """Upgrade mode off again: the cluster allows it only while no node runs another version (READY_TO_UPGRADE)."""
 
     kind = StepKind.UPGRADE_MODE_OFF
@@ -146,7 +146,7 @@ class CancelUpgradeMode(Step):
 
 
 @dataclass(frozen=True)
-class RetryFinalize(Step):
+class RetryFinalize(Waited):
     """After UPGRADE_TASKS_FAILED: run the upgrade tasks again (POST /rest/zdu/retryUpgrade), until STABLE."""
 
     kind = StepKind.RETRY_FINALIZE

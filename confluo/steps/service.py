@@ -11,7 +11,17 @@ from dataclasses import dataclass
 
 from confluo.api.base import ApiError, NodeState, StatusState, cluster_entry
 from confluo.inventory import Node
-from confluo.steps.base import Host, NodeFailed, NodeStep, Preview, StepContext, StepKind, WaitTimedOut, process_alive
+from confluo.steps.base import (
+    Host,
+    NodeFailed,
+    NodeStep,
+    Preview,
+    StepContext,
+    StepKind,
+    Waited,
+    WaitTimedOut,
+    process_alive,
+)
 from confluo.transport.remote import SYSTEMCTL, Command, as_user, root
 from confluo.waits import Deadline, TimedOut, poll
 
@@ -30,7 +40,7 @@ def service_command(node: Node, action: str, install: str) -> Command:
 
 
 @dataclass(frozen=True)
-class StopNode(NodeStep):
+class StopNode(Waited, NodeStep):
     """Graceful stop, then wait for the process to exit and the cluster to show the node OFFLINE."""
 
     kind = StepKind.STOP
@@ -95,7 +105,7 @@ class StopNode(NodeStep):
 
 
 @dataclass(frozen=True)
-class StartNode(NodeStep):
+class StartNode(Waited, NodeStep):
     """Start, then wait for /status RUNNING and the cluster to show the node ACTIVE on `version`."""
 
     kind = StepKind.START
