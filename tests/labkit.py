@@ -142,9 +142,12 @@ def lab_options(
     stop_seconds: float = FAST.stop_seconds,
     finalize_seconds: float = FAST.finalize_seconds,
     local: bool = False,
+    lb_retries: bool = False,
 ) -> model.LabOptions:
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds)
-    return model.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local)
+    return model.LabOptions(
+        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries
+    )
 
 
 @contextlib.contextmanager

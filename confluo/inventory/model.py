@@ -140,7 +140,7 @@ class Node(NodeSettings):
         return self.lb_server or self.name
 
 
-# --- load balancers (parsed and validated; the drain steps that use them come later) ------------------------
+# --- load balancers (confluo/loadbalancer/factory.py builds the adapter; steps/pool.py drives it) -----------
 
 
 @dataclass(frozen=True)
@@ -173,11 +173,15 @@ class HaproxyBalancer(DrainSettings):
     backend: str
     remote: RemoteHost | None
     weight_ramp: WeightRamp | None
+    config: PurePosixPath | None = None  # read for the server-state-file check
     kind: Literal["haproxy"] = "haproxy"
 
     @property
     def host(self) -> str | None:
         return self.remote.host if self.remote else None
+
+
+NGINX_PID_FILE = PurePosixPath("/run/nginx.pid")
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,7 @@ class NginxBalancer(DrainSettings):
     reload_command: str
     test_command: str
     remote: RemoteHost | None
+    pid_file: PurePosixPath = NGINX_PID_FILE
     kind: Literal["nginx"] = "nginx"
 
     @property

@@ -435,6 +435,8 @@ class HaproxySection(BalancerSection):
     """The admin socket (`stats socket ... level admin`)."""
     backend: ProxyName
     """The backend holding the Confluence servers."""
+    config: RemotePath | None = None
+    """HAProxy's configuration file, read to check that a reload keeps drained servers out (server-state-file)."""
     host: Host | None = None
     """The machine HAProxy runs on, reached over SSH (omit: this machine)."""
     ssh: SshSection | None = None
@@ -452,6 +454,8 @@ class NginxSection(BalancerSection):
     """The upstream's name."""
     reload_command: Command = "nginx -s reload"
     test_command: Command = "nginx -t"
+    pid_file: RemotePath = "/run/nginx.pid"
+    """nginx's pid file: a reload is proven by the master's new workers."""
     host: Host | None = None
     """The machine nginx runs on, reached over SSH (omit: this machine)."""
     ssh: SshSection | None = None

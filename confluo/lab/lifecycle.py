@@ -74,6 +74,7 @@ def up(lab_dir: Path, options: LabOptions, progress: Progress = lambda _: None) 
         timings=options.timings,
         admin_password=secrets.token_urlsafe(18),
         node_count=options.nodes,
+        lb_retries=options.lb_retries,
     )
     save(lab)  # from here on `down` can clean up, even if this process dies
     try:

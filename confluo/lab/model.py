@@ -39,6 +39,7 @@ class LabOptions:
     lb: str = balancer.HAPROXY
     timings: Timings = field(default_factory=Timings)
     local: bool = False  # force local mode even where ssh mode is possible
+    lb_retries: bool = False  # the load balancer re-sends failed requests to another server (hides a stop)
 
 
 def validate(options: LabOptions) -> None:
@@ -114,6 +115,7 @@ class Lab:
     admin_password: str
     node_count: int
     state: str = "starting"  # "starting" while `up` runs, then "up"
+    lb_retries: bool = False
 
     @property
     def ssh(self) -> bool:
@@ -182,7 +184,9 @@ class Lab:
         if self.lb not in balancer.KINDS:
             return None
         gid = hosts.group_id(self.slot) if self.ssh and hosts.group_exists(hosts.group_name(self.slot)) else None
-        return balancer.Balancer(self.lb, self.dir / "lb", lb_address(self.slot), socket_gid=gid)
+        return balancer.Balancer(
+            self.lb, self.dir / "lb", lb_address(self.slot), socket_gid=gid, retries=self.lb_retries
+        )
 
     @property
     def api_url(self) -> str:
@@ -228,6 +232,7 @@ def save(lab: Lab) -> None:
         "version": lab.version,
         "db": lab.db,
         "lb": lab.lb,
+        "lb_retries": lab.lb_retries,
         "timings": vars(lab.timings),
         "admin": {"username": ADMIN_USER, "password": lab.admin_password},
         "nodes": [{"name": n.name, "address": n.address, "user": n.user} for n in lab.nodes],
@@ -261,4 +266,5 @@ def load(lab_dir: Path) -> Lab:
         admin_password=record["admin"]["password"],
         node_count=len(record["nodes"]),
         state=record.get("state", "up"),
+        lb_retries=bool(record.get("lb_retries", False)),
     )
