@@ -14,10 +14,12 @@ from confluo.events import EventBus
 from confluo.execute.journal import Journal
 from confluo.execute.report import ReportCollector, RunReport
 from confluo.execute.runner import Runner
-from confluo.inventory import ClusterSettings, Inventory, Node, load_inventory
+from confluo.inventory import ClusterSettings, Inventory, Node, RemoteHost, load_inventory
+from confluo.loadbalancer.base import LoadBalancer
 from confluo.plan.model import Plan
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
 from confluo.plan.upgrade import build_plan
+from confluo.probe.balancer import probe_balancer
 from confluo.probe.facts import Facts
 from confluo.probe.gather import cluster_status, gather_facts
 from confluo.secrets import Masker
@@ -53,12 +55,36 @@ def make_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock) -> ClusterAp
     )
 
 
+def make_balancer(
+    inventory: Inventory, masker: Masker, clock: Clock, *, accept_new_host_keys: bool
+) -> LoadBalancer | None:
+    """The inventory's load balancer (None: it has none); reached here, or over SSH on its own host."""
+    from confluo.loadbalancer.factory import make_load_balancer
+
+    def connect(remote: RemoteHost | None) -> Transport:
+        if remote is None:
+            from confluo.transport.local import LocalTransport
+
+            return LocalTransport("load balancer")
+        from confluo.transport.ssh import SshTransport
+
+        ssh = remote.ssh
+        return SshTransport(
+            remote.host, host=ssh.alias or remote.host, port=None if ssh.alias and ssh.port == 22 else ssh.port,
+            user=ssh.user, key=ssh.key, known_hosts=ssh.known_hosts, connect_timeout=ssh.connect_timeout_seconds,
+            accept_new_host_keys=accept_new_host_keys,
+        )  # fmt: skip
+
+    return make_load_balancer(inventory, connect, clock, masker.add)
+
+
 @dataclass(frozen=True)
 class Ports:
     """How a session reaches the world; tests hand in fakes (a stateful node, the ZDU state machine, a clock)."""
 
     transport: Callable[..., Transport] = make_transport
     api: Callable[[ClusterSettings, ApiAuth, Clock], ClusterApi] = make_api
+    balancer: Callable[..., LoadBalancer | None] = make_balancer
     clock: Clock = SYSTEM_CLOCK
     state_dir: Path = field(default_factory=lambda: state_home())
 
@@ -79,11 +105,15 @@ class Session:
     clock: Clock
     state_dir: Path
     remotes: dict[str, Remote] = field(default_factory=dict)
+    balancer: LoadBalancer | None = None
 
     def close(self) -> None:
         for remote in self.remotes.values():
             remote.transport.close()
         self.api.close()
+        close = getattr(self.balancer, "close", None)  # the adapters that hold a client (Apache's) have one
+        if callable(close):
+            close()
 
 
 def open_session(
@@ -105,6 +135,7 @@ def open_session(
     auth = ApiAuth(credentials.username, secret.reveal(), bearer=credentials.secret.kind == "token")
     api = ports.api(inventory.cluster, auth, ports.clock)
     session = Session(inventory, masker, EventBus(masker), api, ports.clock, ports.state_dir)
+    session.balancer = ports.balancer(inventory, masker, ports.clock, accept_new_host_keys=accept_new_host_keys)
     for node in inventory.nodes:
         transport = ports.transport(node, accept_new_host_keys=accept_new_host_keys)
         session.remotes[node.name] = Remote(node, transport, listeners)
@@ -114,6 +145,8 @@ def open_session(
 def make_plan(session: Session) -> tuple[Plan, Facts]:
     """The real read-only probes, then the plan built from what they found (resuming this machine's run)."""
     facts = gather_facts(session.inventory, session.remotes, session.api)
+    if session.balancer is not None:
+        facts = replace(facts, balancer=probe_balancer(session.inventory, session.balancer))
     entry = _journal(session).read()
     if entry is not None and entry.target_version == str(session.inventory.target.version):
         facts = replace(facts, resumable_from=entry.source_version)
@@ -128,7 +161,10 @@ def run_plan(session: Session, plan: Plan) -> RunReport:
     if plan.goal == "upgrade":
         journal.started(plan.cluster_name, plan.source_version, plan.target_version)
     try:
-        Runner(plan, session.remotes, session.api, session.events, session.clock, on_failure=on_failure).run()
+        Runner(
+            plan, session.remotes, session.api, session.events, session.clock, on_failure=on_failure,
+            balancer=session.balancer,
+        ).run()  # fmt: skip
     finally:
         if _idle(session):
             journal.finished()  # done, or rolled back to STABLE: nothing left to resume

@@ -177,3 +177,12 @@ def identity_reasons(inventory: Inventory, facts: Facts) -> list[str]:
 def _configured_name(setenv: str) -> str | None:
     match = _NODE_NAME.search(setenv)
     return match.group(1) if match else None
+
+
+def balancer_reasons(inventory: Inventory, facts: Facts) -> list[str]:
+    """A load balancer that cannot be reached, or that does not know a node, would leave users on a stopping node."""
+    if inventory.load_balancer is None:
+        return []
+    if facts.balancer is None:
+        return [f"the {inventory.load_balancer.kind} load balancer was not read"]
+    return list(facts.balancer.problems)

@@ -14,9 +14,11 @@ from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
+from confluo.plan.pool import PoolPlan
 from confluo.plan.rules import (
     already_on_target,
     archive_reasons,
+    balancer_reasons,
     cluster_reasons,
     identity_reasons,
     node_reasons,
@@ -54,13 +56,15 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
     reasons += cluster_reasons(inventory, facts)
     reasons += identity_reasons(inventory, facts)
     reasons += archive_reasons(inventory, facts)
+    reasons += balancer_reasons(inventory, facts)
     if reasons:
         raise RefusedError(
             reasons,
             hint="fix these, then run `confluo plan` again; no host and no cluster setting was changed",
         )
     assert facts.archive is not None and facts.cluster is not None and source is not None
-    nodes = [_NodeUpgrade(inventory, node, facts.for_node(node.name), facts.archive, str(source)) for node in
+    pool = PoolPlan(inventory, facts)
+    nodes = [_NodeUpgrade(inventory, node, facts.for_node(node.name), facts.archive, str(source), pool) for node in
              inventory.nodes]  # fmt: skip
     by_name = {n.node.name: n for n in nodes}
     settle = max(node.timeouts.start_seconds for node in inventory.nodes)
@@ -70,6 +74,7 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
         target_version=target,
         prestage=tuple(NodeWork(n.node.name, n.prestage()) for n in nodes),
         shared_staging=inventory.target.staging_shared_home is not None,
+        reconcile=pool.reconcile({n.node.name: n.host for n in nodes}),
         before=(EnableUpgradeMode(settle_seconds=settle),),
         rolling=tuple(
             NodeWork(name, by_name[name].rolling(), by_name[name].rollback(), upgraded=by_name[name].upgraded)
@@ -90,9 +95,12 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
 class _NodeUpgrade:
     """The parameters of one node's steps, fixed before the first change."""
 
-    def __init__(self, inventory: Inventory, node: Node, found: NodeFacts, archive: Archive, source: str) -> None:
+    def __init__(
+        self, inventory: Inventory, node: Node, found: NodeFacts, archive: Archive, source: str, pool: PoolPlan
+    ) -> None:
         assert found.old_install is not None
         self.node = node
+        self.pool = pool
         self.host = Host(node, found.login_user)
         self.found = found
         self.archive = archive
@@ -142,11 +150,13 @@ class _NodeUpgrade:
         return StartNode(self.host, self.new_install, self._service_install(self.new_install), self.archive.version)
 
     def rolling(self) -> tuple[Step, ...]:
+        back = self.pool.put_back(self.host)
         if self.upgraded:
-            return (self._start_new(),)  # started if a run stopped before it came back; else already done
+            return (self._start_new(), *back)  # started if a run stopped before it came back; else already done
         assert self.old_install is not None
         stock, old_files = self.archive.stock_files, self.found.files
         return (
+            *self.pool.take_out(self.host),
             StopNode(self.host, self.old_install, self._service_install(self.old_install)),
             PointHome(self.host, self.new_install, stock.get(INIT_PROPERTIES, "")),
             CopyDriver(self.host, self.old_install, self.new_install, self.drivers),
@@ -160,6 +170,7 @@ class _NodeUpgrade:
             ),
             self._repoint(),
             self._start_new(),
+            *back,
         )
 
     def rollback(self) -> tuple[Step, ...]:
@@ -167,11 +178,13 @@ class _NodeUpgrade:
         if self.old_install is None:
             return ()
         return (
+            *self.pool.maint_only(self.host),
             StopNode(
                 self.host, self.new_install, self._service_install(self.new_install), also_watched=(self.old_install,)
             ),
             self._repoint().reversed(),
             StartNode(self.host, self.old_install, self._service_install(self.old_install), self.source),
+            *self.pool.put_back(self.host),
         )
 
 

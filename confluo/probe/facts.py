@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluo.api.base import ClusterInfo
+from confluo.loadbalancer.base import AdminState, ServerState
 
 SERVICE_FILE_KEY = "@service"  # where the service definition's text goes in NodeFacts.files
 
@@ -48,6 +50,18 @@ class Archive:
 
 
 @dataclass(frozen=True)
+class BalancerFacts:
+    """The load balancer as the probe read it: each node's server state, by node name, and how each change
+    would be made by hand. `problems`: why it cannot be used (unreachable, a node not in it)."""
+
+    kind: str
+    states: Mapping[str, ServerState] = field(default_factory=dict)
+    commands: Mapping[str, Mapping[AdminState, str]] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the read-only probes found."""
 
@@ -57,6 +71,7 @@ class Facts:
     archive: Archive | None
     archive_error: str | None
     resumable_from: str | None = None  # a confluo run from this machine started an upgrade to this target
+    balancer: BalancerFacts | None = None  # None: the inventory has no load balancer
 
     def for_node(self, name: str) -> NodeFacts:
         return next(facts for facts in self.nodes if facts.node == name)
