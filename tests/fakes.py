@@ -34,6 +34,7 @@ from confluo.api.base import (
 )
 from confluo.app import Ports
 from confluo.inventory import ClusterSettings
+from confluo.loadbalancer.base import AdminState, LoadBalancerError, ServerState, check_applied
 
 SOURCE, TARGET = "9.2.13", "9.2.14"
 POM = "confluence/META-INF/maven/com.atlassian.confluence/confluence-webapp/pom.properties"
@@ -172,8 +173,8 @@ class FakeClusterApi:
         version = running[1] if running else (self.original_version or SOURCE)
         if running:
             state = NodeState.ERROR if self.site.fails(host.name, running[1]) else NodeState.ACTIVE
-        load = self.site.load.get(host.name, 0)
-        return NodeInfo(f"id-{host.name}", host.name, f"127.0.0.{10 + host.index}", state, version, "1", load, 0)
+        load, users = self.site.load.get(host.name, 0), self.site.users.get(host.name, 0)
+        return NodeInfo(f"id-{host.name}", host.name, f"127.0.0.{10 + host.index}", state, version, "1", load, users)
 
     def _state(self, nodes: tuple[NodeInfo, ...]) -> ClusterState:
         if not self.upgrade_mode:
@@ -248,10 +249,18 @@ class FakeSite:
     failing: set[str] = field(default_factory=set)  # nodes on which the new release reports ERROR once started
     load: dict[str, int] = field(default_factory=dict)
     finalize_fails: bool = False
+    users: dict[str, int] = field(default_factory=dict)  # active users the cluster reports per node
     api: FakeClusterApi = field(init=False)
+    lb: FakeLoadBalancer | None = None  # with_balancer() adds one, and the inventory's section for it
 
     def __post_init__(self) -> None:
         self.api = FakeClusterApi(self)
+
+    def with_balancer(self, **section: object) -> FakeLoadBalancer:
+        """A load balancer in front of the hosts (the inventory names a `command` one; the port is this fake)."""
+        self.lb = FakeLoadBalancer(self)
+        self.write_inventory(load_balancer={"kind": "command", "drain": "true", "ready": "true", **section})
+        return self.lb
 
     @classmethod
     def build(cls, tmp_path: Path, nodes: int = 3, **inventory_changes: object) -> FakeSite:
@@ -294,7 +303,7 @@ class FakeSite:
         def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object) -> FakeClusterApi:
             return self.api
 
-        return Ports(api=api, clock=self.clock, state_dir=self.dir / "state")
+        return Ports(api=api, clock=self.clock, state_dir=self.dir / "state", balancer=lambda *_, **__: self.lb)
 
     def host(self, name: str) -> FakeHost:
         return next(host for host in self.hosts if host.name == name)
@@ -324,3 +333,69 @@ class FakeSite:
                 if path.is_file() and "work" not in path.parts and "logs" not in path.parts:
                     files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
         return files
+
+
+@dataclass
+class FakeLoadBalancer:
+    """A load balancer over the fake hosts. Admin state is what confluo set (READY at first); health is the host's
+    (running, not failing); a server's sessions (`sessions`) leave `leave_seconds` after it is drained, on the
+    site's clock; a `deaf` server accepts changes that do not take effect; `unreachable` fails every call."""
+
+    site: FakeSite
+    admin: dict[str, AdminState] = field(default_factory=dict)
+    sessions: dict[str, int] = field(default_factory=dict)
+    leave_seconds: float = 0.0
+    deaf: set[str] = field(default_factory=set)
+    unreachable: bool = False
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (server, what), in order
+    weights: dict[str, list[int]] = field(default_factory=dict)
+    _drained_at: dict[str, float] = field(default_factory=dict)
+
+    def state(self, server: str) -> ServerState:
+        host = self._host(server)
+        admin = self.admin.get(server, AdminState.READY)
+        running = host.running()
+        healthy = running is not None and not self.site.fails(host.name, running[1])
+        drained = self._drained_at.get(server)
+        gone = drained is not None and self.site.clock.monotonic() >= drained + self.leave_seconds
+        sessions = 0 if gone or not healthy else self.sessions.get(server, 0)
+        return ServerState(server, admin, healthy, sessions, f"{admin.value} {'UP' if healthy else 'DOWN'}")
+
+    def drain(self, server: str) -> None:
+        self._set(server, AdminState.DRAIN)
+        self._drained_at.setdefault(server, self.site.clock.monotonic())
+
+    def maint(self, server: str) -> None:
+        self._set(server, AdminState.MAINT)
+
+    def ready(self, server: str) -> None:
+        self._set(server, AdminState.READY)
+        self._drained_at.pop(server, None)
+
+    def weight(self, server: str, percent: int) -> None:
+        self._host(server)
+        self.weights.setdefault(server, []).append(percent)
+
+    def describe(self, server: str, target: AdminState) -> str:
+        return f"fakelb {target.value} {server}"
+
+    def warnings(self) -> tuple[str, ...]:
+        return ()
+
+    def out_of_pool(self) -> set[str]:
+        return {server for server, admin in self.admin.items() if admin is not AdminState.READY}
+
+    def _set(self, server: str, target: AdminState) -> None:
+        self._host(server)
+        self.changes.append((server, target.value))
+        if server not in self.deaf:
+            self.admin[server] = target
+        check_applied("fake load balancer", self.state(server), target)
+
+    def _host(self, server: str) -> FakeHost:
+        if self.unreachable:
+            raise LoadBalancerError("fake load balancer: connection refused")
+        for host in self.site.hosts:
+            if host.name == server:
+                return host
+        raise LoadBalancerError(f"fake load balancer: no server {server!r}")
