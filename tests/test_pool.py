@@ -145,7 +145,7 @@ def test_a_node_unknown_to_the_load_balancer_is_refused(site: FakeSite) -> None:
 def test_a_node_that_fails_is_rolled_back_and_put_back_in_the_pool(site: FakeSite) -> None:
     lb = site.with_balancer()
     site.fail_start("node1")
-    code, out, err = confluo(site, "upgrade", "--yes", "--json")
+    code, _, err = confluo(site, "upgrade", "--yes", "--json")
     assert code == ExitCode.ROLLED_BACK, err
     assert site.versions()["node1"] == SOURCE
     assert lb.out_of_pool() == set()
