@@ -16,6 +16,7 @@ from confluo.execute.report import ReportCollector, RunReport
 from confluo.execute.runner import Runner
 from confluo.inventory import ClusterSettings, Inventory, Node, RemoteHost, load_inventory
 from confluo.loadbalancer.base import LoadBalancer
+from confluo.loadbalancer.ops import pool_report
 from confluo.plan.model import Plan
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
 from confluo.plan.upgrade import build_plan
@@ -194,6 +195,12 @@ def finalize_plan(session: Session, *, retry: bool) -> Plan:
 def status(session: Session) -> dict[str, Any]:
     """The cluster and every node, and — when this machine's journal holds an unfinished run — what continues it."""
     report = cluster_status(session.inventory, session.remotes, session.api)
+    if session.balancer is not None:
+        pool = {
+            n["name"]: n.get("shown") or "unreadable" for n in pool_report(session.inventory, session.balancer)["nodes"]
+        }
+        for row in report["nodes"]:
+            row["lb"] = pool.get(row["name"], "-")
     entry = _journal(session).read()
     if entry is not None and report["upgrade_mode"]:
         report["unfinished_run"] = {

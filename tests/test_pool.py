@@ -198,3 +198,29 @@ def test_fake_load_balancer_reads_health_from_the_host(site: FakeSite) -> None:
     assert lb.state("node1").healthy is True
     site.host("node1").kill()
     assert lb.state("node1").healthy is False
+
+
+def test_lb_status_and_lb_ready_for_the_administrator(site: FakeSite) -> None:
+    lb = site.with_balancer()
+    lb.admin = {"node2": AdminState.MAINT}
+    code, out, _ = confluo(site, "lb", "status", "--json")
+    assert code == ExitCode.SUCCESS
+    report = json.loads(out)
+    assert [(n["name"], n["shown"]) for n in report["nodes"]] == [
+        ("node1", "ready UP"), ("node2", "maint UP"), ("node3", "ready UP"),
+    ]  # fmt: skip
+    code, out, _ = confluo(site, "status", "--json")
+    assert {row["name"]: row["lb"] for row in json.loads(out)["nodes"]}["node2"] == "maint UP"
+    site.host("node2").kill()
+    code, _, err = confluo(site, "lb", "ready", "node2")
+    assert code == ExitCode.REFUSED and "not RUNNING" in err and lb.admin["node2"] is AdminState.MAINT
+    site.start_all()
+    code, out, _ = confluo(site, "lb", "ready", "node2")
+    assert code == ExitCode.SUCCESS and "node2: ready UP in the load balancer" in out
+    code, _, err = confluo(site, "lb", "ready", "node9")
+    assert code == ExitCode.REFUSED and "no node 'node9'" in err
+
+
+def test_lb_commands_without_a_load_balancer_say_so(site: FakeSite) -> None:
+    code, _, err = confluo(site, "lb", "status")
+    assert code == ExitCode.REFUSED and "has no load_balancer section" in err
