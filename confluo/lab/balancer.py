@@ -14,6 +14,7 @@ import grp
 import os
 import pwd
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +230,10 @@ def start(lb: Balancer, servers: Sequence[Server], timeout: float = 5.0) -> int:
     if not wait_for_port(lb.address, lb.port, timeout):
         raise LabError(f"{lb.kind} does not accept connections on {lb.address}:{lb.port}; see {lb.directory}")
     pid = lb.pid()
+    waited_until = time.monotonic() + timeout
+    while pid is None and time.monotonic() < waited_until:  # Apache writes its pid file after it listens
+        time.sleep(0.05)
+        pid = lb.pid()
     if pid is None:
         raise LabError(f"{lb.kind} started but its pid file {lb.pid_file} names no running {lb.kind}")
     return pid
