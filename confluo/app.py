@@ -17,6 +17,7 @@ from confluo.execute.runner import Runner
 from confluo.inventory import ClusterSettings, Inventory, Node, load_inventory
 from confluo.plan.model import Plan
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
+from confluo.plan.rollback import build_rollback_plan
 from confluo.plan.upgrade import build_plan
 from confluo.probe.facts import Facts
 from confluo.probe.gather import cluster_status, gather_facts
@@ -45,12 +46,14 @@ def make_transport(node: Node, *, accept_new_host_keys: bool) -> Transport:
     )
 
 
-def make_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock) -> ClusterApi:
+def make_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock, node_urls: Sequence[str] = ()) -> ClusterApi:
+    """`node_urls`: every node serves the ZDU API, so they stand in when `api_url` does not answer."""
     from confluo.api.zdu import HttpClusterApi
 
     return HttpClusterApi(
-        cluster.api_url, auth, verify_tls=cluster.verify_tls, timeout=cluster.timeout_seconds, clock=clock
-    )
+        cluster.api_url, auth, verify_tls=cluster.verify_tls, timeout=cluster.timeout_seconds, clock=clock,
+        fallback_urls=node_urls,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class Ports:
     """How a session reaches the world; tests hand in fakes (a stateful node, the ZDU state machine, a clock)."""
 
     transport: Callable[..., Transport] = make_transport
-    api: Callable[[ClusterSettings, ApiAuth, Clock], ClusterApi] = make_api
+    api: Callable[[ClusterSettings, ApiAuth, Clock, Sequence[str]], ClusterApi] = make_api
     clock: Clock = SYSTEM_CLOCK
     state_dir: Path = field(default_factory=lambda: state_home())
 
@@ -103,7 +106,7 @@ def open_session(
     secret = credentials.secret.resolve()
     masker.add(secret)
     auth = ApiAuth(credentials.username, secret.reveal(), bearer=credentials.secret.kind == "token")
-    api = ports.api(inventory.cluster, auth, ports.clock)
+    api = ports.api(inventory.cluster, auth, ports.clock, [node.url for node in inventory.nodes])
     session = Session(inventory, masker, EventBus(masker), api, ports.clock, ports.state_dir)
     for node in inventory.nodes:
         transport = ports.transport(node, accept_new_host_keys=accept_new_host_keys)
@@ -149,6 +152,11 @@ def _idle(session: Session) -> bool:
 
 def cancel_plan(session: Session) -> Plan:
     return build_cancel_plan(session.inventory, session.api.cluster())
+
+
+def rollback_plan(session: Session, *, node: str | None) -> Plan:
+    facts = gather_facts(session.inventory, session.remotes, session.api, with_archive=False)
+    return build_rollback_plan(session.inventory, facts, only=node)
 
 
 def finalize_plan(session: Session, *, retry: bool) -> Plan:
