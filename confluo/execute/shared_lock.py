@@ -162,7 +162,7 @@ def describe(state: LockState) -> str:
         text = f"a holder whose record cannot be read ({state.unreadable}); the lock last changed {changed} ago"
     else:
         owner = state.owner
-        started = owner.started_at.replace("+00:00", " UTC").replace("T", " ")
+        started = _readable(owner.started_at)
         text = (
             f"{owner.holder} (pid {owner.pid}, `confluo {owner.command}`, started {started}, "
             f"{ago(state.age)} ago; last heartbeat {ago(state.heartbeat_age)} ago)"
@@ -172,6 +172,13 @@ def describe(state: LockState) -> str:
     if state.stale:
         text += f"; STALE: no heartbeat for over {state.stale_after:.0f} s, its run has probably died"
     return text
+
+
+def _readable(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return iso
 
 
 def refusal(state: LockState, *, waited: float = 0.0) -> RefusedError:
