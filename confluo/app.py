@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from confluo.api.base import ApiAuth, ApiError, ClusterApi
-from confluo.errors import ConfluoError, InventoryError
+from confluo.errors import ConfluoError, InventoryError, RefusedError
 from confluo.events import EventBus
 from confluo.execute import shared_lock
 from confluo.execute.journal import Journal
@@ -183,7 +183,8 @@ def status(session: Session) -> dict[str, Any]:
     try:
         lock = lock_state(session)
     except ConfluoError as error:
-        report["cluster_lock"] = {"error": error.message}
+        reasons = error.reasons if isinstance(error, RefusedError) else (error.message,)
+        report["cluster_lock"] = {"error": "; ".join(reasons)}
     else:
         if lock is not None:
             report["cluster_lock"] = {**lock.as_json(), "description": shared_lock.describe(lock)}
