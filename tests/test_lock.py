@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -30,6 +31,7 @@ from confluo.execute.run_lock import NO_SHARED_HOME, Heartbeat, LockChannel
 from confluo.execute.shared_lock import LockState, Owner, parse_owner, parse_reading
 from confluo.inventory import load_inventory
 from confluo.secrets import Masker
+from confluo.transport.base import ConnectionFailed
 from confluo.transport.local import LocalTransport
 from confluo.transport.remote import Remote
 
@@ -327,3 +329,24 @@ def test_the_heartbeat_renews_the_record_and_ends_when_the_lock_is_released_by_f
         heartbeat.stop()
         channel.close()
     assert not lock_dir(site).exists()  # the heartbeat never brings a released lock back
+
+
+class Unreachable(LocalTransport):
+    def run(self, command: str, **_: object) -> Any:
+        raise ConnectionFailed(f"{self.node}: connection refused")
+
+
+def test_the_lock_is_reached_through_the_next_node_when_one_does_not_answer(site: FakeSite) -> None:
+    nodes = load_inventory(site.inventory).nodes
+    transports = {"node1": Unreachable}
+    channel = LockChannel(nodes, lambda node: Remote(node, transports.get(node.name, LocalTransport)(node.name)))
+    try:
+        state = channel.run(lambda remote: shared_lock.read_lock(remote, str(lock_dir(site))))
+        assert (state.held, state.node, channel.node) == (False, "node2", "node2")
+        transports["node2"] = transports["node3"] = Unreachable
+        channel.close()
+        with pytest.raises(RefusedError, match="no node could be reached") as refused:
+            channel.run(lambda remote: shared_lock.read_lock(remote, str(lock_dir(site))))
+        assert all(f"node{i}: connection refused" in refused.value.message for i in (1, 2, 3))
+    finally:
+        channel.close()
