@@ -388,7 +388,7 @@ class TargetSection(Section):
     transfer: TransferChoice = "per-node"
     """per-node: sent to every node; shared-home: sent once into the shared home."""
     shared_home: RemotePath | None = None
-    """The shared home's path on the nodes (for shared-home)."""
+    """The shared home's path on the nodes: for shared-home, and for the cluster lock (.confluo-lock in it)."""
 
     @model_validator(mode="after")
     def _needs(self) -> TargetSection:

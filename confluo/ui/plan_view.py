@@ -146,10 +146,17 @@ def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
         table.add_column(title)
     for row in report["nodes"]:
         table.add_row(*(str(row[key]) for key in columns.values()))
+    captions = []
     run = report.get("unfinished_run")
     if run:
-        table.caption = (
+        captions.append(
             f"an upgrade {run['source_version']} -> {run['target_version']} started {run['started_at']} on "
             f"{run['host']} did not finish; to continue: {run['next']}"
         )
+    lock = report.get("cluster_lock")
+    if lock and (lock.get("held") or "error" in lock):
+        text = lock.get("description") or f"cannot be read: {lock.get('error')}"
+        captions.append(f"cluster lock: {text}" if "error" in lock else f"cluster lock held by {text}")
+    if captions:
+        table.caption = "\n".join(captions)
     return table
