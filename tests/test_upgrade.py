@@ -24,9 +24,15 @@ import pytest
 import yaml
 from labkit import LabHandle, start_lab, wait_until
 
+from confluo.lab.tarball import build_archive, sha256_of
+
 pytestmark = pytest.mark.lab
 
 NEXT = "9.2.14"
+
+
+def confluo_env() -> dict[str, str]:
+    return {**os.environ, "XDG_STATE_HOME": str(Path(os.environ.get("TMPDIR", "/tmp")) / "confluo-test-state")}
 
 
 def confluo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -36,7 +42,7 @@ def confluo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "XDG_STATE_HOME": str(Path(os.environ.get("TMPDIR", "/tmp")) / "confluo-test-state")},
+        env=confluo_env(),
     )
 
 
@@ -423,6 +429,59 @@ def test_shared_home_transfer_sends_the_archive_once(lab: LabHandle, tmp_path: P
     archive = lab.dir / f"atlassian-confluence-{NEXT}.tar.gz"
     assert summary["bytes_sent"] == archive.stat().st_size
     assert (shared / "confluo" / archive.name).read_bytes() == archive.read_bytes()
+    assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3
+
+
+def test_an_upgrade_killed_while_it_prestages_sends_only_the_rest_when_run_again(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    """SIGKILL of confluo while a large archive streams to the nodes leaves `.part` files; the same upgrade again
+    continues each from where it stopped (sends only the rest) and completes."""
+    archive = build_archive(NEXT, tmp_path / "big", size_mb=160)
+    size = archive.stat().st_size
+    inventory = variant(
+        lab, tmp_path, lambda doc: doc["target"].update(archive=str(archive), sha256=sha256_of(archive))
+    )
+    users = {node.name: str(node.user) for node in lab.record.nodes}
+    staged = {name: Path("/home", user, ".cache/confluo", name, archive.name) for name, user in users.items()}
+    part = {name: Path(f"{path}.part") for name, path in staged.items()}
+
+    def held(name: str) -> int:
+        try:
+            return part[name].stat().st_size
+        except FileNotFoundError:  # not begun, or complete and renamed
+            return 0
+
+    first = subprocess.Popen(
+        [sys.executable, "-m", "confluo", "upgrade", "-i", str(inventory), "--to", NEXT, "--yes", "--json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=confluo_env(),
+    )  # fmt: skip
+    try:
+        wait_until(lambda: any(held(name) >= size // 4 for name in users), 120, "a quarter of the archive sent")
+    finally:
+        first.kill()
+        first.wait(30)
+
+    def receiving() -> bool:  # the nodes' `cat` still writes what had arrived when the connection broke
+        return any(
+            subprocess.run(["pgrep", "-u", user, "-x", "cat"], capture_output=True, check=False).returncode == 0
+            for user in users.values()
+        )
+
+    wait_until(lambda: not receiving(), 30, "the interrupted uploads to end")
+    left = {name: held(name) for name in users if not staged[name].exists()}
+    assert any(0 < count < size for count in left.values()), left
+    assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", "9.2.13")] * 3
+
+    again = confluo("upgrade", "-i", str(inventory), "--to", NEXT, "--yes", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    events = [json.loads(line) for line in again.stdout.splitlines()]
+    assert events[-1]["bytes_sent"] == sum(size - count for count in left.values()) < size * len(users)
+    continued = {
+        e["node"]: e["continued_from"] for e in events if e["event"] == "phase_done" and e["step"] == "transfer"
+    }
+    assert continued == left
+    assert all(path.read_bytes() == archive.read_bytes() for path in staged.values())
     assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3
 
 
