@@ -715,6 +715,20 @@ def test_refuses_when_sudo_does_not_allow_a_needed_command(shared_lab: LabHandle
         assert f"{name}: `sudo -n` is not allowed for /usr/bin/tee" in message
 
 
+def test_refuses_when_sudo_does_not_let_the_login_user_signal_as_the_confluence_user(
+    shared_lab: LabHandle, tmp_path: Path
+) -> None:
+    """The hard stop kills as the Confluence user: a sudoers without that `kill` rule is found before any change."""
+
+    def run_as_nobody(doc: dict[str, Any]) -> None:
+        for node in doc["nodes"]:
+            node["run_as"] = "nobody"
+
+    message = refused(shared_lab, variant(shared_lab, tmp_path, run_as_nobody))
+    for name in ("node1", "node2", "node3"):
+        assert f"{name}: `sudo -n` is not allowed for /usr/bin/kill (as nobody)" in message
+
+
 def test_refuses_when_a_local_home_is_missing(shared_lab: LabHandle, tmp_path: Path) -> None:
     inventory = variant(shared_lab, tmp_path, lambda doc: doc["nodes"][1].update(home="/nonexistent/confluence-home"))
     message = refused(shared_lab, inventory)
