@@ -302,6 +302,9 @@ class TimeoutsSection(Section):
     """Upgrade tasks after approval, until STABLE (default 1800)."""
     min_ready_seconds: PhaseSeconds | None = None
     """How long an upgraded node must keep serving before the next node is stopped (default 0)."""
+    kill_grace_seconds: PhaseSeconds | None = None
+    """A node still running after stop_seconds is sent SIGTERM again, then SIGKILL: how long each is given to end
+    the process (default 30)."""
 
 
 class NodeSettingsSection(Section):
