@@ -44,6 +44,7 @@ START = """#!/bin/bash
 # The fake Confluence: a sleeping process whose pid is in work/catalina.pid, as Tomcat's is.
 here=$(cd "$(dirname "$0")/.." && pwd -P)
 mkdir -p "$here/work"
+rm -f "$here/work/catalina.pid"  # a killed process's pid file would otherwise end the wait below at once
 # The sleeper's own parent waits for it, so a killed sleeper is reaped at once (PID 1 here may reap late).
 nohup bash -c 'sleep 600 & echo $! > "$1"; wait' confluence "$here/work/catalina.pid" >/dev/null 2>&1 &
 until [ -s "$here/work/catalina.pid" ]; do sleep 0.005; done
@@ -300,7 +301,7 @@ class FakeSite:
         self.inventory.write_text(yaml.safe_dump(document))
 
     def ports(self) -> Ports:
-        def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object) -> FakeClusterApi:
+        def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object, _urls: object) -> FakeClusterApi:
             return self.api
 
         return Ports(api=api, clock=self.clock, state_dir=self.dir / "state", balancer=lambda *_, **__: self.lb)
@@ -310,7 +311,8 @@ class FakeSite:
 
     def start_all(self) -> None:
         for host in self.hosts:
-            os.system(f"{host.base / 'current/bin/start-confluence.sh'}")
+            if host.running() is None:
+                os.system(f"{host.base / 'current/bin/start-confluence.sh'}")
 
     def stop_all(self) -> None:
         for host in self.hosts:

@@ -216,7 +216,7 @@ def test_lb_status_and_lb_ready_for_the_administrator(site: FakeSite) -> None:
     assert code == ExitCode.REFUSED and "not RUNNING" in err and lb.admin["node2"] is AdminState.MAINT
     site.start_all()
     code, out, _ = confluo(site, "lb", "ready", "node2")
-    assert code == ExitCode.SUCCESS and "node2: ready UP in the load balancer" in out
+    assert code == ExitCode.SUCCESS and "node2: ready UP in the load balancer" in out, err
     code, _, err = confluo(site, "lb", "ready", "node9")
     assert code == ExitCode.REFUSED and "no node 'node9'" in err
 

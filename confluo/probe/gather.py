@@ -16,7 +16,10 @@ from confluo.probe.node import probe_node
 from confluo.transport.remote import Remote
 
 
-def gather_facts(inventory: Inventory, remotes: Mapping[str, Remote], api: ClusterApi) -> Facts:
+def gather_facts(
+    inventory: Inventory, remotes: Mapping[str, Remote], api: ClusterApi, *, with_archive: bool = True
+) -> Facts:
+    """`with_archive`: False when only the nodes and the cluster matter (a rollback needs no new release)."""
     version = str(inventory.target.version)
     wanted = (INIT_PROPERTIES, *inventory.customizations)
 
@@ -37,13 +40,15 @@ def gather_facts(inventory: Inventory, remotes: Mapping[str, Remote], api: Clust
         except ConfluoError as exc:
             return exc.message
 
-    jobs: list[object] = [*inventory.nodes, "cluster", "archive"]
+    jobs: list[object] = [*inventory.nodes, "cluster", "archive" if with_archive else "no archive"]
 
     def work(job: object) -> object:
         if job == "cluster":
             return cluster()
         if job == "archive":
             return read_archive()
+        if job == "no archive":
+            return "not read"
         assert isinstance(job, Node)
         return probe(job)
 

@@ -32,6 +32,7 @@ def plan_summary(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> list[str]:
         target = f" -> {new_install}" if new_install else ""
         staged = "; archive already staged" if found.staged_bytes else ""
         lines.append(f"  {found.node}: {load}{found.old_install}{target}; {found.free_mb} MB free{staged}")
+    lines += [f"  note: {note}" for note in plan.notes]
     return lines + _balancer_lines(facts)
 
 
@@ -51,7 +52,35 @@ def _lb_state(state: ServerState) -> str:
 def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
     if plan.nothing_to_do:
         return f"{plan.cluster_name}: every node already runs {plan.target_version}; nothing to do.\n"
-    lines = plan_summary(plan, facts, nodes)
+    lines = plan_summary(plan, facts, nodes) + _step_lines(plan) + _rollback_lines(plan)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def recovery_plan_as_text(plan: Plan) -> str:
+    """A rollback, cancel or finalize: what it will do, step by step."""
+    if plan.nothing_to_do:
+        return f"{plan.cluster_name}: the cluster is STABLE and upgrade mode is off; nothing to do.\n"
+    lines = [f"Plan: {plan.goal} {plan.cluster_name} ({plan.source_version} -> {plan.target_version})"]
+    lines += [f"  note: {note}" for note in plan.notes]
+    return "\n".join([*lines, *_step_lines(plan), ""])
+
+
+def recovery_plan_as_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "goal": plan.goal,
+        "cluster": plan.cluster_name,
+        "source_version": plan.source_version,
+        "target_version": plan.target_version,
+        "nothing_to_do": plan.nothing_to_do,
+        "notes": list(plan.notes),
+        "steps": _steps_as_json(plan),
+    }
+
+
+def _step_lines(plan: Plan) -> list[str]:
+    lines: list[str] = []
     phase = None
     for step in plan.steps():
         if step.phase != phase:
@@ -63,9 +92,7 @@ def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
         for change in step.preview.files:
             lines.append(f"   writes {change.path}" + ("" if change.diff else " (same as shipped)"))
             lines += [f"     {line}" for line in change.diff.splitlines()]
-    lines += _rollback_lines(plan)
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def _rollback_lines(plan: Plan) -> list[str]:
@@ -91,6 +118,7 @@ def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
         "target_version": plan.target_version,
         "nothing_to_do": plan.nothing_to_do,
         "order": list(plan.order),
+        "notes": list(plan.notes),
         "nodes": [
             {
                 "name": f.node,
@@ -101,17 +129,7 @@ def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
             }
             for f in facts.nodes
         ],
-        "steps": [
-            {
-                "phase": s.phase,
-                "node": s.node,
-                "step": s.name,
-                "commands": list(s.preview.commands),
-                "waits": list(s.preview.waits),
-                "files": [{"path": c.path, "diff": c.diff} for c in s.preview.files],
-            }
-            for s in plan.steps()
-        ],
+        "steps": _steps_as_json(plan),
         "rollback": {
             work.node: [{"step": s.name, "commands": list(s.describe().commands)} for s in work.rollback]
             for work in plan.rolling
@@ -134,6 +152,20 @@ def _balancer_json(facts: Facts) -> dict[str, Any] | None:
     }
 
 
+def _steps_as_json(plan: Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "phase": s.phase,
+            "node": s.node,
+            "step": s.name,
+            "commands": list(s.preview.commands),
+            "waits": list(s.preview.waits),
+            "files": [{"path": c.path, "diff": c.diff} for c in s.preview.files],
+        }
+        for s in plan.steps()
+    ]
+
+
 def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
     mode = "on" if report["upgrade_mode"] else "off"
     table = Table(title=f"{cluster_name}: {report['state']}, upgrade mode {mode}")
@@ -145,10 +177,17 @@ def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
         table.add_column(title)
     for row in report["nodes"]:
         table.add_row(*(str(row.get(key, "-")) for key in columns.values()))
+    captions = []
     run = report.get("unfinished_run")
     if run:
-        table.caption = (
+        captions.append(
             f"an upgrade {run['source_version']} -> {run['target_version']} started {run['started_at']} on "
             f"{run['host']} did not finish; to continue: {run['next']}"
         )
+    lock = report.get("cluster_lock")
+    if lock and (lock.get("held") or "error" in lock):
+        text = lock.get("description") or f"cannot be read: {lock.get('error')}"
+        captions.append(f"cluster lock: {text}" if "error" in lock else f"cluster lock held by {text}")
+    if captions:
+        table.caption = "\n".join(captions)
     return table
