@@ -23,6 +23,7 @@ from confluo.inventory import ClusterSettings, Inventory, Node, RemoteHost, load
 from confluo.loadbalancer.base import LoadBalancer
 from confluo.loadbalancer.ops import pool_report
 from confluo.plan.model import Plan
+from confluo.plan.pool import with_reconcile
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
 from confluo.plan.rollback import build_rollback_plan
 from confluo.plan.upgrade import build_plan
@@ -206,7 +207,7 @@ def _idle(session: Session) -> bool:
 
 
 def cancel_plan(session: Session) -> Plan:
-    return build_cancel_plan(session.inventory, session.api.cluster())
+    return _reconciled(session, build_cancel_plan(session.inventory, session.api.cluster()))
 
 
 def rollback_plan(session: Session, *, node: str | None) -> Plan:
@@ -215,7 +216,15 @@ def rollback_plan(session: Session, *, node: str | None) -> Plan:
 
 
 def finalize_plan(session: Session, *, retry: bool) -> Plan:
-    return build_finalize_plan(session.inventory, session.api.cluster(), retry=retry)
+    return _reconciled(session, build_finalize_plan(session.inventory, session.api.cluster(), retry=retry))
+
+
+def _reconciled(session: Session, plan: Plan) -> Plan:
+    """With a load balancer, nodes an interrupted run left out of its pool are put back first."""
+    if session.balancer is None or plan.nothing_to_do:
+        return plan
+    facts = _with_balancer(session, gather_facts(session.inventory, session.remotes, session.api, with_archive=False))
+    return with_reconcile(plan, session.inventory, facts)
 
 
 def status(session: Session) -> dict[str, Any]:

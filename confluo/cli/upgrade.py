@@ -154,6 +154,9 @@ def _summary(report: RunReport, as_json: bool, log_path: Path) -> None:
         "start_seconds": {k: round(v, 2) for k, v in report.start_seconds.items()},
         "log_file": str(log_path),
     }
+    if report.out_of_pool:  # with a load balancer
+        data["out_of_pool_seconds"] = {k: round(v, 2) for k, v in report.out_of_pool.items()}
+        data["drain_seconds"] = {k: round(v, 2) for k, v in report.drain_seconds.items()}
     if as_json:
         click.echo(json.dumps({"v": 1, "event": "summary", **data}, separators=(",", ":")))
         return
@@ -162,6 +165,11 @@ def _summary(report: RunReport, as_json: bool, log_path: Path) -> None:
         f"{data['finalize_seconds']} s; each node out of service: "
         + ", ".join(f"{k} {v} s" for k, v in data["out_of_service_seconds"].items())
     )
+    if "out_of_pool_seconds" in data:
+        click.echo(
+            "out of the load balancer's pool: "
+            + ", ".join(f"{k} {v} s" for k, v in data["out_of_pool_seconds"].items())
+        )
     click.echo(f"log: {log_path}")
 
 

@@ -3,9 +3,12 @@ of a run for a node an interrupted run left out of the pool (reconciliation)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from confluo.api.base import NodeState, cluster_entry
 from confluo.inventory import HaproxyBalancer, Inventory, Node
 from confluo.loadbalancer.base import AdminState
+from confluo.plan.model import Plan
 from confluo.probe.facts import Facts
 from confluo.steps.base import Host, Step
 from confluo.steps.pool import OUT, Drain, Maint, PoolCommands, Ready
@@ -77,3 +80,13 @@ class PoolPlan:
                 continue  # runs another release than its disk has: a restart is due, not users
             steps += self.put_back(hosts[node.name])
         return tuple(steps)
+
+
+def with_reconcile(plan: Plan, inventory: Inventory, facts: Facts) -> Plan:
+    """`plan` with the nodes an interrupted run left out of the pool put back first (cancel, finalize, and an
+    upgrade with nothing else left to do: every run starts with the pool right)."""
+    hosts = {node.name: Host(node, facts.for_node(node.name).login_user) for node in inventory.nodes}
+    steps = PoolPlan(inventory, facts).reconcile(hosts)
+    if not steps:
+        return plan
+    return replace(plan, reconcile=steps, nothing_to_do=False)

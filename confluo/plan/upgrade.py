@@ -14,7 +14,7 @@ from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
-from confluo.plan.pool import PoolPlan
+from confluo.plan.pool import PoolPlan, with_reconcile
 from confluo.plan.rules import (
     already_on_target,
     archive_reasons,
@@ -44,7 +44,8 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
     reasons += node_reasons(inventory, facts)
     source = source_version(facts, target, reasons)
     if already_on_target(inventory, facts, target):
-        return Plan(inventory.cluster.name, target, target, nothing_to_do=True)
+        done = Plan(inventory.cluster.name, target, target, nothing_to_do=True)
+        return with_reconcile(done, inventory, facts)  # a node an interrupted run left out is still put back
     if len(inventory.nodes) < 2:
         reasons.append(
             f"the inventory has {len(inventory.nodes)} node; a rolling upgrade needs at least 2 so one serves "
