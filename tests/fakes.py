@@ -260,7 +260,8 @@ class FakeSite:
     def with_balancer(self, **section: object) -> FakeLoadBalancer:
         """A load balancer in front of the hosts (the inventory names a `command` one; the port is this fake)."""
         self.lb = FakeLoadBalancer(self)
-        self.write_inventory(load_balancer={"kind": "command", "drain": "true", "ready": "true", **section})
+        commands = {"drain": "true", "ready": "true", "status": "echo ready"}
+        self.write_inventory(load_balancer={"kind": "command", **commands, **section})
         return self.lb
 
     @classmethod

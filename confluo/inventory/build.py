@@ -415,6 +415,7 @@ def _load_balancer(
         drain=section.drain,
         ready=section.ready,
         status=section.status,
+        maint=section.maint,
     )
 
 

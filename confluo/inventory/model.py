@@ -215,7 +215,8 @@ class CommandBalancer(DrainSettings):
 
     drain: str
     ready: str
-    status: str | None
+    status: str
+    maint: str | None = None
     kind: Literal["command"] = "command"
 
 

@@ -485,8 +485,10 @@ class CommandSection(BalancerSection):
     """Take the server out of rotation."""
     ready: CommandTemplate
     """Put it back."""
-    status: CommandTemplate | None = None
-    """Print its state (optional)."""
+    status: CommandTemplate
+    """Print its state as the last line: ready, drain or maint. Run after every change: each is read back."""
+    maint: CommandTemplate | None = None
+    """Take it out entirely (optional: without it, the drain is all this load balancer offers)."""
 
 
 LoadBalancerSection = Annotated[

@@ -30,7 +30,6 @@ Connect = Callable[[RemoteHost | None], Transport]
 
 # A load balancer's own secret (the balancer-manager's password), handed to the masker before any use.
 Reveal = Callable[[Secret], None]
-NO_STATUS = "echo 'the inventory has no status command, so confluo cannot read a change back' >&2; exit 1"
 
 
 def make_load_balancer(
@@ -101,6 +100,6 @@ def _command(section: CommandBalancer, nodes: tuple[Node, ...], connect: Connect
     from confluo.loadbalancer.command import CommandLoadBalancer, Member
 
     members = [Member(node.balancer_server, node.name, node.host) for node in nodes]
-    # Every change is read back: without a status command that fails, saying why.
-    status = section.status or NO_STATUS
-    return CommandLoadBalancer(connect(None), members, drain=section.drain, ready=section.ready, status=status)
+    return CommandLoadBalancer(
+        connect(None), members, drain=section.drain, ready=section.ready, status=section.status, maint=section.maint
+    )
