@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import signal
 import tarfile
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ from confluo.api.base import (
     StatusState,
 )
 from confluo.app import Ports
-from confluo.inventory import ClusterSettings
+from confluo.inventory import ClusterSettings, Node
 from confluo.loadbalancer.base import AdminState, LoadBalancerError, ServerState, check_applied
+from confluo.transport.base import CommandResult
+from confluo.transport.local import LocalTransport
 
 SOURCE, TARGET = "9.2.13", "9.2.14"
 POM = "confluence/META-INF/maven/com.atlassian.confluence/confluence-webapp/pom.properties"
@@ -151,6 +154,21 @@ def _reap(pid: int) -> None:
         if not _alive(pid):
             return
         os.sched_yield()
+
+
+class FakeLogin(LocalTransport):
+    """This machine's shell, logged in with a home of the site's own: archives staged in `~/.cache/confluo` by
+    suites running side by side on one machine never meet."""
+
+    def __init__(self, node: str, home: Path) -> None:
+        super().__init__(node)
+        home.mkdir(exist_ok=True)
+        self.home = str(home)
+
+    def run(
+        self, command: str, *, stdin: bytes | None = None, timeout: float = 120.0, check: bool = True
+    ) -> CommandResult:
+        return super().run(f"HOME={shlex.quote(self.home)}; {command}", stdin=stdin, timeout=timeout, check=check)
 
 
 @dataclass
@@ -302,10 +320,16 @@ class FakeSite:
         self.inventory.write_text(yaml.safe_dump(document))
 
     def ports(self) -> Ports:
+        def transport(node: Node, **_: object) -> LocalTransport:
+            return FakeLogin(node.name, self.dir / "login")
+
         def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object, _urls: object) -> FakeClusterApi:
             return self.api
 
-        return Ports(api=api, clock=self.clock, state_dir=self.dir / "state", balancer=lambda *_, **__: self.lb)
+        return Ports(
+            transport=transport, api=api, clock=self.clock, state_dir=self.dir / "state",
+            balancer=lambda *_, **__: self.lb,
+        )  # fmt: skip
 
     def host(self, name: str) -> FakeHost:
         return next(host for host in self.hosts if host.name == name)
@@ -352,6 +376,7 @@ class FakeLoadBalancer:
     unreachable: bool = False
     changes: list[tuple[str, str]] = field(default_factory=list)  # (server, what), in order
     weights: dict[str, list[int]] = field(default_factory=dict)
+    warned: tuple[str, ...] = ()  # what its set-up check reports
     _drained_at: dict[str, float] = field(default_factory=dict)
 
     def state(self, server: str) -> ServerState:
@@ -383,7 +408,7 @@ class FakeLoadBalancer:
         return f"fakelb {target.value} {server}"
 
     def warnings(self) -> tuple[str, ...]:
-        return ()
+        return self.warned
 
     def out_of_pool(self) -> set[str]:
         return {server for server, admin in self.admin.items() if admin is not AdminState.READY}

@@ -120,3 +120,15 @@ def test_the_summary_has_each_nodes_time_out_of_the_pool_and_its_drain(site: Fak
         assert summary["drain_seconds"][node] >= 4.0  # on the fake clock, as every step's seconds are
         # Events carry the wall clock: out of the pool from its drain to its ready, around its stop and start.
         assert summary["out_of_pool_seconds"][node] >= summary["out_of_service_seconds"][node] > 0
+
+
+def test_what_could_undo_a_drain_is_told_in_the_plan_and_in_the_run(site: FakeSite) -> None:
+    lb = site.with_balancer()
+    lb.warned = ("a reload of HAProxy would put drained and maintenance servers back in the pool",)
+    code, out, _ = confluo(site, "plan")
+    assert code == ExitCode.SUCCESS
+    assert "note: load balancer: a reload of HAProxy would put drained" in out
+    code, out, err = confluo(site, "upgrade", "--yes", "--json")
+    assert code == ExitCode.SUCCESS, err
+    notes = [e["message"] for e in events(out) if e["event"] == "note"]
+    assert any("a reload of HAProxy would put drained" in note for note in notes)

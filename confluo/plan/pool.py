@@ -82,6 +82,11 @@ class PoolPlan:
         return tuple(steps)
 
 
+def balancer_notes(facts: Facts) -> tuple[str, ...]:
+    """What in the load balancer's set-up could undo confluo's changes (a reload without a state file, ...)."""
+    return tuple(f"load balancer: {warning}" for warning in facts.balancer.warnings) if facts.balancer else ()
+
+
 def with_reconcile(plan: Plan, inventory: Inventory, facts: Facts) -> Plan:
     """`plan` with the nodes an interrupted run left out of the pool put back first (cancel, finalize, and an
     upgrade with nothing else left to do: every run starts with the pool right)."""

@@ -9,7 +9,7 @@ from confluo.inventory import Inventory, Node
 from confluo.layout import NodePaths, node_paths
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
-from confluo.plan.pool import PoolPlan
+from confluo.plan.pool import PoolPlan, balancer_notes
 from confluo.plan.rules import balancer_reasons, notes
 from confluo.plan.upgrade import back_to_source, source_install
 from confluo.probe.facts import SERVICE_FILE_KEY, Facts, NodeFacts
@@ -57,7 +57,7 @@ def build_rollback_plan(inventory: Inventory, facts: Facts, *, only: str | None 
         reconcile=pool.reconcile(hosts),
         finalize=(CancelUpgradeMode(settle_seconds=settle),) if ends_upgrade else (),
         goal="rollback",
-        notes=notes(inventory),
+        notes=(*notes(inventory), *balancer_notes(facts)),
     )
 
 

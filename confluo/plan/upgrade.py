@@ -14,7 +14,7 @@ from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
-from confluo.plan.pool import PoolPlan, with_reconcile
+from confluo.plan.pool import PoolPlan, balancer_notes, with_reconcile
 from confluo.plan.rules import (
     already_on_target,
     archive_reasons,
@@ -91,7 +91,7 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
         ),
         prune=_prune(inventory, nodes, facts),
         new_installs={n.node.name: n.new_install for n in nodes},
-        notes=notes(inventory),
+        notes=(*notes(inventory), *balancer_notes(facts)),
     )
 
 

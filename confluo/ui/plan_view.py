@@ -41,7 +41,7 @@ def _balancer_lines(facts: Facts) -> list[str]:
     if balancer is None:
         return []
     states = ", ".join(f"{name} {_lb_state(state)}" for name, state in balancer.states.items())
-    return [f"  load balancer ({balancer.kind}): {states}", *(f"  warning: {w}" for w in balancer.warnings)]
+    return [f"  load balancer ({balancer.kind}): {states}"]  # its warnings are among the plan's notes
 
 
 def _lb_state(state: ServerState) -> str:
