@@ -57,7 +57,7 @@ def xml_tokens(text: str) -> list[str]:
     return tokens + lines(text[position:])
 
 
-class _Matcher(difflib.SequenceMatcher[str]):
+class _Matcher:
     """difflib's matcher without its "popular element" heuristic, which treats frequent tokens (a blank line,
     `debug="0"`) as junk and so misaligns long files."""
 
@@ -68,7 +68,10 @@ class _Matcher(difflib.SequenceMatcher[str]):
         b: Sequence[str] = (),
         autojunk: bool = False,
     ) -> None:
-        super().__init__(isjunk, a, b, autojunk=False)
+        self._matcher = difflib.SequenceMatcher(isjunk, a, b, autojunk=False)
+
+    def get_matching_blocks(self) -> list[tuple[int, int, int]]:
+        return [(block.a, block.b, block.size) for block in self._matcher.get_matching_blocks()]
 
 
 def merge(base: str, mine: str, theirs: str, *, xml: bool) -> Merged:
