@@ -138,14 +138,22 @@ def repoint(service_definition: str, old_install: str, new_install: str) -> str:
     return _path_pattern(old_install).sub(new_install.rstrip("/"), service_definition)
 
 
-def unified_diff(path: str, before: str, after: str) -> str:
+def unified_diff(
+    path: str, before: str, after: str, labels: tuple[str, str] = ("as shipped", "as confluo writes it")
+) -> str:
     """A unified diff with secret values masked; empty when nothing changes."""
     if before == after:
         return ""
     lines = difflib.unified_diff(
         mask_secrets(before).splitlines(keepends=True),
         mask_secrets(after).splitlines(keepends=True),
-        fromfile=f"{path} (as shipped)",
-        tofile=f"{path} (as confluo writes it)",
+        fromfile=f"{path} ({labels[0]})",
+        tofile=f"{path} ({labels[1]})",
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def changed_lines(diff: str) -> tuple[int, int]:
+    """(added, removed) lines of a unified diff."""
+    body = [line for line in diff.splitlines() if not line.startswith(("+++", "---"))]
+    return sum(line.startswith("+") for line in body), sum(line.startswith("-") for line in body)
