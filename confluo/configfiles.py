@@ -12,10 +12,19 @@ _BLANKS = " \t\f"
 _UNESCAPED = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 
 
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def natural_lines(text: str, *, keepends: bool = False) -> list[str]:
+    """Lines as Java splits them: at \n, \r or \r\n only (str.splitlines also splits at \x1c, \x85, ...)."""
+    lines = _LINE.findall(text)
+    return lines if keepends else [line.rstrip("\r\n") for line in lines]
+
+
 def _logical_lines(text: str) -> list[tuple[int, int, str]]:
     """(first natural line, last natural line, logical line) as java.util.Properties.load(Reader) joins them:
     a line ending in an odd number of backslashes goes on, blanks at the start of the next one dropped."""
-    natural = text.splitlines()
+    natural = natural_lines(text)
     logical: list[tuple[int, int, str]] = []
     index = 0
     while index < len(natural):
@@ -65,7 +74,8 @@ def _unescape(text: str) -> str:
             continue
         out.append(char)
         index += 1
-    return "".join(out)
+    # \uXXXX pairs are UTF-16 surrogates, as Java strings hold them: joined into one character.
+    return "".join(out).encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def property_entries(text: str) -> list[tuple[int, int, str, str]]:
@@ -107,7 +117,7 @@ def escape_value(value: str) -> str:
 def with_home(init_properties: str, home: str) -> str:
     """The file with confluence.home set to `home`: every other byte kept, line endings included (a CRLF file
     stays CRLF); earlier settings of the key commented out, the last one replaced in place."""
-    lines = init_properties.splitlines(keepends=True)
+    lines = natural_lines(init_properties, keepends=True)
     newline = "\r\n" if "\r\n" in init_properties else "\n"
     setting = f"{HOME_KEY}={escape_value(home)}"
     homes = [(first, last) for first, last, key, _ in property_entries(init_properties) if key == HOME_KEY]

@@ -3,6 +3,9 @@ the checks a result must pass. Pure functions, table tests."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +13,10 @@ from hypothesis import strategies as st
 from confluo.carry.decide import Outcome, Resolution, carry_file
 from confluo.carry.merge import merge, xml_tokens
 from confluo.carry.validate import problems
+from confluo.configfiles import read_home, with_home
+from confluo.probe.node import contents_summarized
+from confluo.secrets import mask_secrets
+from confluo.transport.base import CommandResult
 
 SERVER = """<?xml version="1.0" encoding="UTF-8"?>
 <Server port="8000" shutdown="SHUTDOWN">
@@ -166,3 +173,60 @@ def test_a_result_that_breaks_the_node_is_caught(rel: str, result: str, problem:
     }[rel]
     result = result.replace('<Connector port="8091"', '<Connector address="10.0.0.11" port="8091"')
     assert any(problem in found for found in problems(rel, mine, result)), problems(rel, mine, result)
+
+
+# --- secrets in carried files, and what the log keeps of them --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "application.password   hunter2",  # Crowd's own layout: key<blanks>value
+        "application.password=hunter2",
+        "jdbc.password: hunter2",
+        "+application.password  hunter2",  # as a diff shows it
+        '<Connector port="8443" keystorePass="hunter2" keyPass=\'hunter2\'/>',
+        '<!-- <Connector port="8443" keystorePass="hunter2"/> -->',
+        '<property name="hibernate.connection.password">hunter2</property>',
+        "<param-name>crowd.secret</param-name>\n  <param-value>hunter2</param-value>",
+        "jdbc:mysql://confluence:hunter2@db:3306/confluence",
+        "jdbc:oracle:thin:confluence/hunter2@db:1521:orcl",
+        "jdbc:sqlserver://db:1433;user=confluence;password=hunter2;databaseName=c",
+        "https://admin:hunter2@proxy.example/balancer-manager",
+        "ldap.bind.credential=hunter2",
+        'CATALINA_OPTS="-Djavax.net.ssl.trustStorePassword=hunter2 ${CATALINA_OPTS}"',
+        "API_TOKEN='hunter2'",
+        "Secret_Key hunter2",
+    ],
+)
+def test_every_listed_secret_form_is_masked(text: str) -> None:
+    masked = mask_secrets(text)
+    assert "hunter2" not in masked and "******" in masked
+
+
+def test_plain_settings_are_not_masked() -> None:
+    text = '<Server port="8000" shutdown="C0MP13X5HUTD0WN">\nCATALINA_OPTS="-Xmx2g"\napplication.name  confluence\n'
+    assert mask_secrets(text) == text
+
+
+def test_the_probes_log_keeps_size_and_sha256_never_the_contents() -> None:
+    secret = b"application.password hunter2\n"
+    stdout = f"@@login_user\ndeploy\n@@file crowd.properties\n{base64.b64encode(secret).decode()}\n@@end\n"
+    logged = contents_summarized(CommandResult("node1", "bash -c ...", 0, stdout, "", 0.1))
+    assert base64.b64encode(secret).decode()[:8] not in logged.stdout
+    assert f"{len(secret)} bytes, sha256 {hashlib.sha256(secret).hexdigest()}" in logged.stdout
+    assert "@@file crowd.properties" in logged.stdout and "deploy" in logged.stdout
+
+
+# --- confluence-init.properties ---------------------------------------------------------------------------------
+
+
+def test_a_crlf_init_file_changes_by_one_line_and_stays_crlf() -> None:
+    stock = "# comment\r\n# confluence.home=d:/confluence/home\r\n"
+    written = with_home(stock, "/var/confluence")
+    assert written == stock + "confluence.home=/var/confluence\r\n"
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40))
+def test_an_escaped_home_reads_back_as_java_reads_it(home: str) -> None:
+    assert read_home(with_home("# stock\n", home)) == home
