@@ -77,6 +77,12 @@ def test_an_untouched_file_is_not_written_at_all() -> None:
     assert carry_file("bin/user.sh", base="a\n", mine="m\n", theirs="a\n").writes
 
 
+def test_an_unread_file_the_release_does_not_ship_is_copied_whole() -> None:
+    carried = carry_file("conf/keystore.p12", base="", mine=None, theirs=None)
+    assert carried.outcome is Outcome.NOT_SHIPPED and not carried.refused
+    assert carried.copied_unseen and carried.writes
+
+
 def test_two_way_only_when_the_inventory_accepts_it() -> None:
     carried = carry_file("bin/setenv.sh", base=None, mine="mine\n", theirs="new\n", accept_two_way=True)
     assert (carried.outcome, carried.result, carried.refused) == (Outcome.TWO_WAY, "mine\n", False)

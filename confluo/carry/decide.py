@@ -60,7 +60,8 @@ class FileCarry:
 
     @property
     def copied_unseen(self) -> bool:
-        return self.outcome is Outcome.KEPT_MINE and self.mine is None
+        """Copied whole as root without confluo reading it (unreadable to the login user, or not text)."""
+        return self.outcome in (Outcome.KEPT_MINE, Outcome.NOT_SHIPPED) and self.mine is None
 
     @property
     def writes(self) -> bool:
@@ -78,7 +79,8 @@ def carry_file(
     accept_two_way: bool = False,
 ) -> FileCarry:
     """base None: no stock copy of the old release is known. mine None: the login user could not read it.
-    theirs None: the new release does not ship the file."""
+    theirs None: the new release does not ship the file (a keystore in extra_files): there is nothing to
+    merge, so it is copied whole even when confluo cannot read it."""
 
     def outcome(kind: Outcome, result: str | None, conflicts: tuple[Conflict, ...] = ()) -> FileCarry:
         return FileCarry(rel, kind, base, mine, theirs, result, conflicts)
@@ -89,10 +91,10 @@ def carry_file(
         if resolution.kind == "take-release":
             return outcome(Outcome.TOOK_RELEASE, theirs if theirs is not None else mine)
         return outcome(Outcome.RESOLVED_FILE, resolution.text)
-    if mine is None:
-        return outcome(Outcome.UNREAD, None)
     if theirs is None:
         return outcome(Outcome.NOT_SHIPPED, mine)
+    if mine is None:
+        return outcome(Outcome.UNREAD, None)
     if mine == theirs:
         return outcome(Outcome.THEIRS if mine == base else Outcome.SAME, theirs)
     if base is None:

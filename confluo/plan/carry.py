@@ -61,7 +61,7 @@ def node_carries(
         if found.installed_version != source:
             continue  # upgraded already (a resumed run): nothing left to carry
         files = [_carry(sources, found, rel) for rel in inventory.customizations if rel in found.present]
-        reasons += [reason for carry in files for reason in _reasons(sources, node, carry)]
+        reasons += [reason for carry in files for reason in _reasons(sources, node, carry, found.not_text)]
         reasons += [
             error for carry in files if carry.refused and (error := facts.resolve_errors.get((node.name, carry.rel)))
         ]
@@ -98,7 +98,7 @@ def _resolution(sources: _Sources, node: str, rel: str) -> Resolution | None:
     return Resolution("file", value, text) if text is not None else None  # unreadable: reported on its own
 
 
-def _reasons(sources: _Sources, node: Node, carry: FileCarry) -> list[str]:
+def _reasons(sources: _Sources, node: Node, carry: FileCarry, not_text: tuple[str, ...]) -> list[str]:
     where = f"{node.name}: {carry.rel}"
     resolve = f"customizations.resolve.{carry.rel}: keep-mine, take-release or the path of a resolved file"
     if carry.outcome is Outcome.CONFLICT:
@@ -110,9 +110,11 @@ def _reasons(sources: _Sources, node: Node, carry: FileCarry) -> list[str]:
             f"archive, or customizations.accept_two_way: true (yours kept whole), or {resolve}"
         ]
     if carry.outcome is Outcome.UNREAD:
+        why = "it is not UTF-8 text" if carry.rel in not_text else "the login user cannot read it"
+        fix = "save it as UTF-8" if carry.rel in not_text else "let the login user read it"
         return [
-            f"{where}: the login user cannot read it, so it cannot be merged: let the login user read it, or set "
-            f"customizations.resolve.{carry.rel}: keep-mine (copied whole as root; the release's changes are lost)"
+            f"{where}: {why}, so it cannot be merged: {fix}, or set customizations.resolve.{carry.rel}: "
+            "keep-mine (copied whole as root; the release's changes to it are lost)"
         ]
     if carry.result is None or not carry.writes:
         return []
@@ -173,6 +175,8 @@ def _summary(carry: FileCarry, parts: list[tuple[str, str]]) -> str:
         added, removed = configfiles.changed_lines(diff)
         counts.append(f"{_SHORT[title]} +{added} -{removed}")
     detail = f" ({', '.join(counts)})" if counts else ""
+    if carry.copied_unseen:
+        detail = " (copied whole as root, its contents not read)"
     return f"{carry.rel}: {carry.outcome.value}{detail}"
 
 

@@ -32,6 +32,7 @@ class NodeFacts:
     sudo_denied: tuple[str, ...] = ()
     present: tuple[str, ...] = ()  # customization files that exist in the installation in use
     files: dict[str, str] = field(default_factory=dict)  # their text, where the login user can read it
+    not_text: tuple[str, ...] = ()  # readable, but not UTF-8 text: copied whole, never merged
     has_stock: bool = False  # the installation in use keeps its release's stock files (confluo extracted it)
     stock: dict[str, str] = field(default_factory=dict)  # those stock files' text: the merge's base
 

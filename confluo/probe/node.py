@@ -100,7 +100,9 @@ def parse_probe(node: str, output: str) -> NodeFacts:
         return int(value) if value and value.strip().isdigit() else None
 
     free_kb, staging_kb = number("free_kb"), number("staging_free_kb")
-    files, stock = (_contents(sections, prefix) for prefix in _CONTENT_SECTIONS)
+    present = tuple(line for line in sections.get("present", []) if line)
+    files, not_text = _contents(sections, "file ", present)
+    stock, _ = _contents(sections, "stock ", present)
     return NodeFacts(
         node=node,
         login_home=one("login_home") or "",
@@ -117,23 +119,32 @@ def parse_probe(node: str, output: str) -> NodeFacts:
         pid=number("pid"),
         staged_bytes=number("staged_bytes"),
         sudo_denied=tuple(line for line in sections.get("sudo_denied", []) if line),
-        present=tuple(line for line in sections.get("present", []) if line),
+        present=present,
         files=files,
+        not_text=not_text,
         has_stock=one("has_stock") == "yes",
         stock=stock,
     )
 
 
-def _contents(sections: dict[str, list[str]], prefix: str) -> dict[str, str]:
-    return {
-        name.removeprefix(prefix).strip(): _decoded(lines)
-        for name, lines in sections.items()
-        if name.startswith(prefix) and "".join(lines)
-    }
-
-
-def _decoded(lines: list[str]) -> str:
-    return base64.b64decode("".join(lines)).decode(errors="replace")
+def _contents(
+    sections: dict[str, list[str]], prefix: str, present: tuple[str, ...]
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The text of each file the probe sent, and the files that are not UTF-8 text (a keystore, a file in
+    Latin-1): merged as text, their bytes would not survive. Empty output is an empty file only for a
+    customization file the probe found (the local-home file's section is there even when it is not)."""
+    texts: dict[str, str] = {}
+    not_text: list[str] = []
+    for name, lines in sections.items():
+        rel = name.removeprefix(prefix).strip()
+        encoded = "".join(lines)
+        if not name.startswith(prefix) or not (encoded or rel in present):
+            continue
+        try:
+            texts[rel] = base64.b64decode(encoded).decode("utf-8")
+        except UnicodeDecodeError:
+            not_text.append(rel)
+    return texts, tuple(not_text)
 
 
 def contents_summarized(result: CommandResult) -> CommandResult:
