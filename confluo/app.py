@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from confluo.api.base import ApiAuth, ApiError, ClusterApi
 from confluo.carry.shell import bash_syntax_error
+from confluo.errors import ConfluoError, InventoryError, RefusedError
 from confluo.events import EventBus
+from confluo.execute import shared_lock
 from confluo.execute.journal import Journal
 from confluo.execute.report import ReportCollector, RunReport
+from confluo.execute.run_lock import LockChannel, LockSite, one_run
 from confluo.execute.runner import Runner
+from confluo.execute.shared_lock import LockState
 from confluo.inventory import ClusterSettings, Inventory, Node, load_inventory
 from confluo.plan.model import Plan
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
+from confluo.plan.rollback import build_rollback_plan
 from confluo.plan.upgrade import build_plan
 from confluo.probe.facts import Facts
 from confluo.probe.gather import cluster_status, gather_facts
@@ -25,6 +31,8 @@ from confluo.secrets import Masker
 from confluo.transport.base import Transport
 from confluo.transport.remote import CommandListener, Remote
 from confluo.waits import SYSTEM_CLOCK, Clock
+
+T = TypeVar("T")
 
 
 def make_transport(node: Node, *, accept_new_host_keys: bool) -> Transport:
@@ -46,12 +54,14 @@ def make_transport(node: Node, *, accept_new_host_keys: bool) -> Transport:
     )
 
 
-def make_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock) -> ClusterApi:
+def make_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock, node_urls: Sequence[str] = ()) -> ClusterApi:
+    """`node_urls`: every node serves the ZDU API, so they stand in when `api_url` does not answer."""
     from confluo.api.zdu import HttpClusterApi
 
     return HttpClusterApi(
-        cluster.api_url, auth, verify_tls=cluster.verify_tls, timeout=cluster.timeout_seconds, clock=clock
-    )
+        cluster.api_url, auth, verify_tls=cluster.verify_tls, timeout=cluster.timeout_seconds, clock=clock,
+        fallback_urls=node_urls,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class Ports:
     """How a session reaches the world; tests hand in fakes (a stateful node, the ZDU state machine, a clock)."""
 
     transport: Callable[..., Transport] = make_transport
-    api: Callable[[ClusterSettings, ApiAuth, Clock], ClusterApi] = make_api
+    api: Callable[[ClusterSettings, ApiAuth, Clock, Sequence[str]], ClusterApi] = make_api
     clock: Clock = SYSTEM_CLOCK
     state_dir: Path = field(default_factory=lambda: state_home())
 
@@ -80,6 +90,7 @@ class Session:
     clock: Clock
     state_dir: Path
     remotes: dict[str, Remote] = field(default_factory=dict)
+    connect: Callable[[Node], Remote] | None = None  # a new connection of its own (the cluster lock's)
 
     def close(self) -> None:
         for remote in self.remotes.values():
@@ -104,11 +115,16 @@ def open_session(
     secret = credentials.secret.resolve()
     masker.add(secret)
     auth = ApiAuth(credentials.username, secret.reveal(), bearer=credentials.secret.kind == "token")
-    api = ports.api(inventory.cluster, auth, ports.clock)
+    api = ports.api(inventory.cluster, auth, ports.clock, [node.url for node in inventory.nodes])
     session = Session(inventory, masker, EventBus(masker), api, ports.clock, ports.state_dir)
     for node in inventory.nodes:
         transport = ports.transport(node, accept_new_host_keys=accept_new_host_keys)
         session.remotes[node.name] = Remote(node, transport, listeners)
+
+    def connect(node: Node) -> Remote:
+        return Remote(node, ports.transport(node, accept_new_host_keys=accept_new_host_keys), listeners)
+
+    session.connect = connect
     return session
 
 
@@ -152,6 +168,11 @@ def cancel_plan(session: Session) -> Plan:
     return build_cancel_plan(session.inventory, session.api.cluster())
 
 
+def rollback_plan(session: Session, *, node: str | None) -> Plan:
+    facts = gather_facts(session.inventory, session.remotes, session.api, with_archive=False)
+    return build_rollback_plan(session.inventory, facts, only=node)
+
+
 def finalize_plan(session: Session, *, retry: bool) -> Plan:
     return build_finalize_plan(session.inventory, session.api.cluster(), retry=retry)
 
@@ -168,4 +189,66 @@ def status(session: Session) -> dict[str, Any]:
             "host": entry.host,
             "next": f"confluo upgrade -i INVENTORY --to {entry.target_version}",
         }
+    try:
+        lock = lock_state(session)
+    except ConfluoError as error:
+        reasons = error.reasons if isinstance(error, RefusedError) else (error.message,)
+        report["cluster_lock"] = {"error": "; ".join(reasons)}
+    else:
+        if lock is not None:
+            report["cluster_lock"] = {**lock.as_json(), "description": shared_lock.describe(lock)}
     return report
+
+
+HEARTBEAT_ENV = "CONFLUO_LOCK_HEARTBEAT_SECONDS"  # tests make a lock go stale in seconds rather than a minute
+
+
+def run_lock(session: Session, command: str, *, wait_seconds: float = 0.0) -> AbstractContextManager[tuple[str, ...]]:
+    """One run per cluster: this machine's lock and, with a shared home in the inventory, the one in it (with
+    its heartbeat); released on every way out. Yields the notes for the run's events."""
+    return one_run(_lock_site(session), command, wait_seconds)
+
+
+def lock_state(session: Session) -> LockState | None:
+    """The cluster lock as it is in the shared home; None without a shared home in the inventory."""
+    site = _lock_site(session)
+    if site.shared_home is None:
+        return None
+    path = shared_lock.lock_path(site.shared_home)
+    return _with_channel(site, lambda remote: shared_lock.read_lock(remote, path))
+
+
+def release_lock(session: Session, seen: LockState) -> bool:
+    """Removes the lock that `seen` saw; False if it changed hands since (then nothing is removed)."""
+    return _with_channel(_lock_site(session), lambda remote: shared_lock.release(remote, seen.path, seen.run_id))
+
+
+def _with_channel(site: LockSite, action: Callable[[Remote], T]) -> T:
+    channel = LockChannel(site.nodes, site.connect)
+    try:
+        return channel.run(action)
+    finally:
+        channel.close()
+
+
+def _lock_site(session: Session) -> LockSite:
+    assert session.connect is not None, "sessions come from open_session"
+    shared_home = session.inventory.target.shared_home
+    return LockSite(
+        session.inventory.cluster.api_url, session.state_dir / "locks", str(shared_home) if shared_home else None,
+        session.inventory.nodes, session.connect, session.events, session.clock, _heartbeat_seconds(),
+    )  # fmt: skip
+
+
+def _heartbeat_seconds() -> float:
+    text = os.environ.get(HEARTBEAT_ENV)
+    if text is None:
+        return shared_lock.HEARTBEAT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0.05 <= seconds <= 3600:
+        problem = f"{HEARTBEAT_ENV}={text!r}: expected seconds between 0.05 and 3600"
+        raise InventoryError([problem], source="environment")
+    return seconds

@@ -6,8 +6,9 @@ expires in a millisecond.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -94,3 +95,10 @@ def retry(
             on_retry(error, pause)
             clock.sleep(pause)
     raise AssertionError("unreachable")
+
+
+def ticks(interval: float, stop: threading.Event) -> Iterator[None]:
+    """Once every `interval` seconds until `stop` is set, which ends it at once rather than at the next tick: a
+    periodic task in a thread of its own (the cluster lock's heartbeat), in real time whatever the clock."""
+    while not stop.wait(interval):
+        yield

@@ -291,7 +291,7 @@ class FakeSite:
         self.inventory.write_text(yaml.safe_dump(document))
 
     def ports(self) -> Ports:
-        def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object) -> FakeClusterApi:
+        def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object, _urls: object) -> FakeClusterApi:
             return self.api
 
         return Ports(api=api, clock=self.clock, state_dir=self.dir / "state")

@@ -47,7 +47,7 @@ def test_transfer_verifies_what_arrived_and_is_then_done(tmp_path: Path) -> None
     data = b"release bytes" * 1000
     step, ctx = transfer_for(tmp_path, hashlib.sha256(data).hexdigest())
     assert not step.is_done(ctx)
-    assert step.apply(ctx) == {"bytes_sent": len(data)}
+    assert step.apply(ctx) == {"bytes_sent": len(data), "continued_from": 0}
     assert Path(step.staged).read_bytes() == data
     assert step.is_done(ctx)
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from confluo.lab import hosts
-from confluo.transport.remote import PRIVILEGED
+from confluo.transport.remote import AS_RUN_USER, PRIVILEGED
 
 README = Path(__file__).parent.parent / "README.md"
 
 
-def _readme_root_commands() -> list[str]:
-    snippet = next(line for line in README.read_text().splitlines() if line.startswith("deploy ALL=(root)"))
+def _readme_commands(runas: str) -> list[str]:
+    snippet = next(line for line in README.read_text().splitlines() if line.startswith(f"deploy ALL=({runas})"))
     return sorted(part.strip() for part in snippet.split("NOPASSWD:")[1].split(","))
+
+
+def _readme_root_commands() -> list[str]:
+    return _readme_commands("root")
 
 
 def _lab_sudoers_commands() -> list[str]:
@@ -27,3 +31,8 @@ def test_the_lab_grants_exactly_what_confluo_runs_as_root() -> None:
 
 def test_the_lab_grants_exactly_the_readme_sudoers_snippet() -> None:
     assert _lab_sudoers_commands() == _readme_root_commands()
+
+
+def test_the_readme_grants_the_run_user_its_scripts_and_exactly_what_confluo_runs_as_that_user() -> None:
+    scripts = [f"/opt/atlassian/confluence/current/bin/{action}-confluence.sh" for action in ("start", "stop")]
+    assert _readme_commands("confluence") == sorted([*scripts, *AS_RUN_USER])

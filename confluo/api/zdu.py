@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -33,7 +34,12 @@ class _Passing(Exception):
 
 
 class HttpClusterApi:
-    """The ZDU REST API of one cluster (usually reached through the load balancer)."""
+    """The ZDU REST API of one cluster (usually reached through the load balancer).
+
+    Every node serves the same API over the shared database, so when `base_url` cannot be reached (it is a node
+    being stopped, or the load balancer is down) the calls go to the `fallback_urls` — the nodes' own URLs — in turn,
+    and stay with the one that answered.
+    """
 
     def __init__(
         self,
@@ -43,15 +49,16 @@ class HttpClusterApi:
         verify_tls: bool = True,
         timeout: float = 10.0,
         clock: Clock = SYSTEM_CLOCK,
+        fallback_urls: Sequence[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.verify_tls = verify_tls  # the nodes' own URLs are checked the same way
         self._clock = clock
+        self._urls = list(dict.fromkeys([self.base_url, *(url.rstrip("/") for url in fallback_urls)]))
         credentials: httpx.Auth = (
             _Bearer(auth.secret) if auth.bearer else httpx.BasicAuth(auth.username or "", auth.secret)
         )
         self._client = httpx.Client(
-            base_url=self.base_url,
             auth=credentials,
             verify=verify_tls,
             timeout=timeout,
@@ -96,26 +103,49 @@ class HttpClusterApi:
             return StatusState.UNKNOWN
         return state
 
-    def _send(self, method: str, url: str) -> httpx.Response:
+    @property
+    def current_url(self) -> str:
+        """The URL the calls go to now: `base_url`, or the fallback that answered last."""
+        return self._urls[0]
+
+    def _send(self, method: str, path: str) -> httpx.Response:
+        """The current URL first, then each fallback; the first that answers becomes the current one.
+
+        A POST moves on only when it could not connect (it was never sent): one that timed out may have taken
+        effect, and the step that sent it asks the cluster before it sends it again."""
+        failure: _Passing | None = None
+        for base in list(self._urls):
+            try:
+                response = self._send_to(base, method, path)
+            except _Passing as passing:
+                failure = passing
+                if method == "POST" and not isinstance(passing.__cause__, httpx.ConnectError):
+                    break
+                continue
+            if base != self._urls[0]:
+                self._urls.remove(base)
+                self._urls.insert(0, base)
+            return response
+        assert failure is not None
+        if failure.response is not None:
+            return failure.response
+        raise failure.error from failure
+
+    def _send_to(self, base: str, method: str, path: str) -> httpx.Response:
         """GETs are retried briefly: behind a load balancer, the node answering may be the one going down."""
 
         def once() -> httpx.Response:
             try:
                 headers = {"Content-Type": "application/json"} if method == "POST" else None
-                response = self._client.request(method, url, headers=headers)
+                response = self._client.request(method, base + path, headers=headers)
             except httpx.HTTPError as exc:
-                raise _Passing(ApiError(f"cluster API {method} {self.base_url}{url}: {exc}")) from exc
+                raise _Passing(ApiError(f"cluster API {method} {base}{path}: {exc}")) from exc
             if response.status_code in RETRYABLE_STATUS:
-                raise _Passing(ApiError(f"cluster API {method} {url}: HTTP {response.status_code}"), response)
+                raise _Passing(ApiError(f"cluster API {method} {base}{path}: HTTP {response.status_code}"), response)
             return response
 
         pauses = GET_PAUSES if method == "GET" else ()
-        try:
-            return retry(once, on=(_Passing,), pauses=pauses, clock=self._clock)
-        except _Passing as passing:
-            if passing.response is not None:
-                return passing.response
-            raise passing.error from passing
+        return retry(once, on=(_Passing,), pauses=pauses, clock=self._clock)
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
         url = ZDU_BASE + path

@@ -27,3 +27,12 @@ accept_new_option = click.option(
 )
 yes_option = click.option("--yes", is_flag=True, help="Act without asking (needed without a terminal, e.g. cron).")
 log_option = click.option("--log-file", type=click.Path(path_type=Path), help="Where to log every remote command.")
+lock_wait_option = click.option(
+    "--lock-wait",
+    "lock_wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="While another run holds the cluster lock, wait up to SECONDS for it (cron), then refuse. Default 0.",
+)
+force_option = click.option("--force", is_flag=True, help="Release even a live lock (its heartbeat is fresh).")

@@ -10,7 +10,14 @@ import click
 from confluo import app
 from confluo.app import Session
 from confluo.cli.env import Env
-from confluo.cli.options import EXIT_CODES_HELP, inventory_option, json_option, log_option, yes_option
+from confluo.cli.options import (
+    EXIT_CODES_HELP,
+    inventory_option,
+    json_option,
+    lock_wait_option,
+    log_option,
+    yes_option,
+)
 from confluo.cli.outcome import session_for
 from confluo.cli.upgrade import confirm, run_with_view, say
 from confluo.plan.model import Plan
@@ -18,11 +25,14 @@ from confluo.secrets import Masker
 from confluo.ui.log import CommandLog
 
 
-def _carry_out(env: Env, inventory_path: Path, make: Callable[[Session], Plan], yes: bool, as_json: bool,
-               log_file: Path | None) -> None:  # fmt: skip
+def _carry_out(env: Env, inventory_path: Path, command: str, make: Callable[[Session], Plan], yes: bool,
+               as_json: bool, log_file: Path | None, lock_wait: float) -> None:  # fmt: skip
     masker = Masker()
     log = CommandLog(log_file or env.default_log_path(), masker)
-    with session_for(env, inventory_path, log=log, masker=masker, as_json=as_json) as session:
+    with (
+        session_for(env, inventory_path, log=log, masker=masker, as_json=as_json) as session,
+        app.run_lock(session, command, wait_seconds=lock_wait) as lock_notes,
+    ):
         session.events.subscribe(log.event)
         plan = make(session)
         if plan.nothing_to_do:
@@ -31,7 +41,7 @@ def _carry_out(env: Env, inventory_path: Path, make: Callable[[Session], Plan], 
         steps = ", then ".join(step.name for step in plan.finalize)
         if not yes:
             confirm(env, f"{plan.goal.capitalize()} on {plan.cluster_name}: {steps}?", as_json)
-        run_with_view(env, session, as_json, lambda: app.run_plan(session, plan))
+        run_with_view(env, session, as_json, lambda: app.run_plan(session, plan), lock_notes)
         say(as_json, f"{plan.goal}: done; the cluster is STABLE", "done")
 
 
@@ -40,10 +50,11 @@ def _carry_out(env: Env, inventory_path: Path, make: Callable[[Session], Plan], 
 @yes_option
 @json_option
 @log_option
+@lock_wait_option
 @click.pass_obj
-def cancel(env: Env, inventory_path: Path, yes: bool, as_json: bool, log_file: Path | None) -> None:
+def cancel(env: Env, inventory_path: Path, yes: bool, as_json: bool, log_file: Path | None, lock_wait: float) -> None:
     """Turn upgrade mode off again while no node runs the new version (READY_TO_UPGRADE)."""
-    _carry_out(env, inventory_path, app.cancel_plan, yes, as_json, log_file)
+    _carry_out(env, inventory_path, "cancel", app.cancel_plan, yes, as_json, log_file, lock_wait)
 
 
 @click.command(epilog=f"\b\nExit codes:\n{EXIT_CODES_HELP}")
@@ -52,7 +63,14 @@ def cancel(env: Env, inventory_path: Path, yes: bool, as_json: bool, log_file: P
 @yes_option
 @json_option
 @log_option
+@lock_wait_option
 @click.pass_obj
-def finalize(env: Env, inventory_path: Path, retry: bool, yes: bool, as_json: bool, log_file: Path | None) -> None:
+def finalize(
+    env: Env, inventory_path: Path, retry: bool, yes: bool, as_json: bool, log_file: Path | None, lock_wait: float
+) -> None:
     """Finalize an upgrade whose nodes all run the new version: approve, then wait until STABLE."""
-    _carry_out(env, inventory_path, lambda session: app.finalize_plan(session, retry=retry), yes, as_json, log_file)
+
+    def plan(session: Session) -> Plan:
+        return app.finalize_plan(session, retry=retry)
+
+    _carry_out(env, inventory_path, "finalize", plan, yes, as_json, log_file, lock_wait)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,13 @@ from confluo.cli.options import (
     accept_new_option,
     inventory_option,
     json_option,
+    lock_wait_option,
     log_option,
     to_option,
     yes_option,
 )
 from confluo.cli.outcome import session_for
 from confluo.errors import NeedsConfirmation
-from confluo.execute.lock import cluster_lock
 from confluo.execute.report import RunReport
 from confluo.secrets import Masker
 from confluo.ui.lines import JsonLines, PlainLines
@@ -58,6 +58,7 @@ def plan(env: Env, inventory_path: Path, target_version: str | None, as_json: bo
 @json_option
 @accept_new_option
 @log_option
+@lock_wait_option
 @click.pass_obj
 def upgrade(
     env: Env,
@@ -67,6 +68,7 @@ def upgrade(
     as_json: bool,
     accept_new_host_keys: bool,
     log_file: Path | None,
+    lock_wait: float,
 ) -> None:
     """Upgrade the cluster, one node at a time, without downtime."""
     masker = Masker()
@@ -76,7 +78,7 @@ def upgrade(
             env, inventory_path, target_version=target_version, accept_new_host_keys=accept_new_host_keys,
             log=log, masker=masker, as_json=as_json,
         ) as session,
-        cluster_lock(session.inventory.cluster.api_url, env.state_dir / "locks"),
+        app.run_lock(session, "upgrade", wait_seconds=lock_wait) as lock_notes,
     ):  # fmt: skip
         session.events.subscribe(log.event)
         the_plan, facts = app.make_plan(session)
@@ -88,7 +90,7 @@ def upgrade(
                 click.echo("\n".join(plan_summary(the_plan, facts, session.inventory.nodes)))
             confirm(env, f"Upgrade {the_plan.cluster_name} from {the_plan.source_version} to "
                      f"{the_plan.target_version} now?", as_json)  # fmt: skip
-        report = run_with_view(env, session, as_json, lambda: app.run_plan(session, the_plan))
+        report = run_with_view(env, session, as_json, lambda: app.run_plan(session, the_plan), lock_notes)
         _summary(report, as_json, log.path)
 
 
@@ -120,16 +122,25 @@ def confirm(env: Env, question: str, as_json: bool) -> None:
         raise NeedsConfirmation("not confirmed: nothing was changed", hint=None)
 
 
-def run_with_view(env: Env, session: Session, as_json: bool, work: Callable[[], RunReport]) -> RunReport:
+def run_with_view(
+    env: Env, session: Session, as_json: bool, work: Callable[[], RunReport], notes: Sequence[str] = ()
+) -> RunReport:
+    """`notes`: what was found before the view was there (the cluster lock's), told first."""
+
+    def noted_work() -> RunReport:
+        for note in notes:
+            session.events.emit("note", note)
+        return work()
+
     if as_json:
         session.events.subscribe(JsonLines(env.stdout))
-        return work()
+        return noted_work()
     if env.stdout_isatty:
         with LiveView(terminal_console(env.stdout), [n.name for n in session.inventory.nodes]) as view:
             session.events.subscribe(view)
-            return work()
+            return noted_work()
     session.events.subscribe(PlainLines(env.stdout))
-    return work()
+    return noted_work()
 
 
 def _summary(report: RunReport, as_json: bool, log_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""One upgrade of a cluster at a time from this machine: cron and a person at a terminal must not overlap."""
+"""One run against a cluster at a time from this machine: cron and a person at a terminal must not overlap.
+The lock across machines, in the shared home, is run_lock.py's."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def cluster_lock(api_url: str, lock_dir: Path) -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise RefusedError(
-                [f"another confluo upgrade of {api_url} is running on this machine ({holder})"],
+                [f"another confluo run against {api_url} is under way on this machine ({holder})"],
                 hint="wait for it to finish; `confluo status` shows the cluster meanwhile",
             ) from None
         handle.seek(0)

@@ -65,6 +65,8 @@ class Runner:
             else f"{plan.goal}: {plan.cluster_name}",
             nodes=list(plan.nodes),
         )
+        for note in plan.notes:
+            self.events.emit("note", f"note: {note}")
         self._prestage()
         self._cluster_steps(plan.before, "upgrade mode")
         self._roll()
@@ -105,7 +107,7 @@ class Runner:
 
     def _next(self, remaining: list[NodeWork]) -> NodeWork:
         """The next node, chosen now; while taking it out would leave no second node serving, wait for one."""
-        every = [self.remotes[name].node for name in self.plan.order]
+        every = [remote.node for remote in self.remotes.values()]  # all of them: a rollback may touch only one
         candidates = [self.remotes[work.node].node for work in remaining]
         by_name = {work.node: work for work in remaining}
         soak = self._ready_node.timeouts.min_ready_seconds if self._ready_node else 0.0
@@ -155,7 +157,8 @@ class Runner:
             return None
 
     def _node(self, work: NodeWork) -> None:
-        self.events.emit("node_started", f"{work.node}: upgrading", node=work.node)
+        doing = "rolling back" if self.plan.goal == "rollback" else "upgrading"
+        self.events.emit("node_started", f"{work.node}: {doing}", node=work.node)
         stopped = False  # before its stop completes, a failure changed nothing on the node: nothing to undo
         try:
             for step in work.steps:

@@ -111,6 +111,7 @@ class Timeouts:
     start_seconds: float
     finalize_seconds: float
     min_ready_seconds: float = 0.0  # how long an upgraded node must keep serving before the next one is stopped
+    kill_grace_seconds: float = 30.0  # a hung stop: how long each signal (SIGTERM again, then SIGKILL) is given
 
 
 @dataclass(frozen=True)

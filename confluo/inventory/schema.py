@@ -315,6 +315,9 @@ class TimeoutsSection(Section):
     """Upgrade tasks after approval, until STABLE (default 1800)."""
     min_ready_seconds: PhaseSeconds | None = None
     """How long an upgraded node must keep serving before the next node is stopped (default 0)."""
+    kill_grace_seconds: PhaseSeconds | None = None
+    """A node still running after stop_seconds is sent SIGTERM again, then SIGKILL: how long each is given to end
+    the process (default 30)."""
 
 
 class NodeSettingsSection(Section):
@@ -401,7 +404,7 @@ class TargetSection(Section):
     transfer: TransferChoice = "per-node"
     """per-node: sent to every node; shared-home: sent once into the shared home."""
     shared_home: RemotePath | None = None
-    """The shared home's path on the nodes (for shared-home)."""
+    """The shared home's path on the nodes: for shared-home, and for the cluster lock (.confluo-lock in it)."""
 
     @model_validator(mode="after")
     def _needs(self) -> TargetSection:

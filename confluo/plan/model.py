@@ -46,7 +46,8 @@ class PlannedStep:
 
 @dataclass(frozen=True)
 class Plan:
-    """`goal`: upgrade, or cancel / finalize, which only bring an upgrade in progress to its end."""
+    """`goal`: upgrade; rollback (its rolling phase puts nodes back); cancel / finalize, which only bring an upgrade
+    in progress to its end."""
 
     cluster_name: str
     source_version: str
@@ -61,6 +62,7 @@ class Plan:
     nothing_to_do: bool = False
     goal: str = "upgrade"
     new_installs: Mapping[str, str] = field(default_factory=dict)  # node -> the installation it will run
+    notes: tuple[str, ...] = ()  # worth knowing before saying yes, no reason to refuse
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -74,8 +76,9 @@ class Plan:
         """Every step in the order the run takes them."""
         planned = [PlannedStep(Phase.PRESTAGE.value, w.node, s) for w in self.prestage for s in w.steps]
         planned += [PlannedStep(Phase.UPGRADE_MODE.value, None, s) for s in self.before]
+        rolling = "rolling back" if self.goal == "rollback" else "rolling"
         for work in self.rolling:
-            planned += [PlannedStep(f"rolling: {work.node}", work.node, s) for s in work.steps]
+            planned += [PlannedStep(f"{rolling}: {work.node}", work.node, s) for s in work.steps]
         planned += [PlannedStep(Phase.FINALIZE.value, None, s) for s in self.finalize]
         planned += [PlannedStep(Phase.PRUNE.value, s.node, s) for s in self.prune]
         return planned

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from confluo.api.base import ClusterState, NodeState, cluster_entry
 from confluo.inventory import Inventory
@@ -177,3 +178,24 @@ def identity_reasons(inventory: Inventory, facts: Facts) -> list[str]:
 def _configured_name(setenv: str) -> str | None:
     match = _NODE_NAME.search(setenv)
     return match.group(1) if match else None
+
+
+def notes(inventory: Inventory) -> tuple[str, ...]:
+    """What the administrator should know before saying yes, though it is no reason to refuse."""
+    api_node = next((node for node in inventory.nodes if _same_origin(node.url, inventory.cluster.api_url)), None)
+    if api_node is None:
+        return ()
+    others = [node.name for node in inventory.nodes if node is not api_node]
+    return (
+        f"cluster.api_url is {api_node.name}'s own URL: while {api_node.name} is stopped, confluo asks "
+        f"{', '.join(others)} instead (every node serves the ZDU API); the load balancer's URL avoids that",
+    )
+
+
+def _same_origin(one: str, other: str) -> bool:
+    def origin(url: str) -> tuple[str, str, int | None]:
+        parts = urlsplit(url)
+        default = 443 if parts.scheme == "https" else 80
+        return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+    return origin(one) == origin(other)

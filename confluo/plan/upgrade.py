@@ -21,6 +21,7 @@ from confluo.plan.rules import (
     cluster_reasons,
     identity_reasons,
     node_reasons,
+    notes,
     source_version,
 )
 from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
@@ -94,6 +95,7 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
         ),
         prune=_prune(inventory, nodes, facts),
         new_installs={n.node.name: n.new_install for n in nodes},
+        notes=notes(inventory),
     )
 
 
@@ -122,7 +124,7 @@ class _NodeUpgrade:
         self.upgraded = found.installed_version == archive.version
         self.new_install = self.paths.new_install
         self.old_install = (
-            _source_install(node, found, self.paths.install_root, source) if self.upgraded else found.old_install
+            source_install(node, found, self.paths.install_root, source) if self.upgraded else found.old_install
         )
         self.shared = inventory.target.staging_shared_home is not None
         self.carried = carried
@@ -182,16 +184,34 @@ class _NodeUpgrade:
         """Back on the old installation: stopped, repointed, started and ACTIVE on the source version."""
         if self.old_install is None:
             return ()
-        return (
-            StopNode(
-                self.host, self.new_install, self._service_install(self.new_install), also_watched=(self.old_install,)
-            ),
-            self._repoint().reversed(),
-            StartNode(self.host, self.old_install, self._service_install(self.old_install), self.source),
+        # The service definition as the forward repoint leaves it: the text the way back starts from.
+        upgraded_definition = self._repoint().reversed().definition_text
+        return back_to_source(
+            self.host, self.paths, self.new_install, self.old_install, upgraded_definition, self.source
         )
 
 
-def _source_install(node: Node, found: NodeFacts, root: str, source: str) -> str | None:
+def back_to_source(
+    host: Host, paths: NodePaths, in_use: str, source_install: str, definition_text: str, source: str
+) -> tuple[Step, ...]:
+    """The steps that put a node back on `source_install`, in a failed run's rollback as in `confluo rollback`:
+    stopped (whichever of the two installations runs), repointed, started and ACTIVE on `source`.
+    `definition_text`: the service definition while `in_use` is the installation it names."""
+
+    def service_install(install: str) -> str:
+        return paths.current_link or install
+
+    back = Repoint(
+        host, from_install=in_use, to_install=source_install, link=paths.current_link, definition_text=definition_text
+    )
+    return (
+        StopNode(host, in_use, service_install(in_use), also_watched=(source_install,)),
+        back,
+        StartNode(host, source_install, service_install(source_install), source),
+    )
+
+
+def source_install(node: Node, found: NodeFacts, root: str, source: str) -> str | None:
     """Where the source version is installed: the inventory's path in the plain layout, else the release
     directory named for it beside the others."""
     if node.install.layout == "plain" and node.install.path is not None:

@@ -18,7 +18,10 @@ from confluo.probe.node import probe_node
 from confluo.transport.remote import Remote
 
 
-def gather_facts(inventory: Inventory, remotes: Mapping[str, Remote], api: ClusterApi) -> Facts:
+def gather_facts(
+    inventory: Inventory, remotes: Mapping[str, Remote], api: ClusterApi, *, with_archive: bool = True
+) -> Facts:
+    """`with_archive`: False when only the nodes and the cluster matter (a rollback needs no new release)."""
     version = str(inventory.target.version)
     wanted = (INIT_PROPERTIES, *inventory.customizations)
 
@@ -49,7 +52,9 @@ def gather_facts(inventory: Inventory, remotes: Mapping[str, Remote], api: Clust
         except ConfluoError as exc:
             return exc.message
 
-    jobs: list[object] = [*inventory.nodes, "cluster", "archive", "base"]
+    # Without the new release there is nothing to merge either: the old release's archive is not read.
+    archives = ["archive", "base"] if with_archive else ["no archive", "no base"]
+    jobs: list[object] = [*inventory.nodes, "cluster", *archives]
 
     def work(job: object) -> object:
         if job == "cluster":
@@ -58,6 +63,10 @@ def gather_facts(inventory: Inventory, remotes: Mapping[str, Remote], api: Clust
             return read_archive()
         if job == "base":
             return read_base_archive()
+        if job == "no archive":
+            return "not read"
+        if job == "no base":
+            return None
         assert isinstance(job, Node)
         return probe(job)
 

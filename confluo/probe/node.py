@@ -15,13 +15,14 @@ from confluo.inventory import Node
 from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, STOCK_DIR, WEBINF_LIB, NodePaths
 from confluo.probe.facts import SERVICE_FILE_KEY, NodeFacts
 from confluo.transport.base import CommandResult, TransportError, quote_argv
-from confluo.transport.remote import Remote, privileged_commands
+from confluo.transport.remote import AS_RUN_USER, Remote, privileged_commands
 
 # Arguments: $1 install in use (a symlink or a directory), $2 new install, $3 local home, $4 staged archive
 # (relative to the login user's home unless absolute), $5 the commands sudo must allow (empty: no sudo), $6 the service
-# definition file (empty: none), then the customization files (relative to the installation).
+# definition file (empty: none), $7 what the Confluence user must be allowed through `sudo -n -u` (empty: nothing),
+# $8 that user, then the customization files (relative to the installation).
 _PROBE_SCRIPT = r"""
-current=$1; new=$2; home=$3; staged=$4; privileged=$5; service=$6; shift 6
+current=$1; new=$2; home=$3; staged=$4; privileged=$5; service=$6; as_run_user=$7; run_as=$8; shift 8
 case $staged in /*) ;; *) staged=$HOME/$staged ;; esac
 echo "@@login_home"; printf '%s\n' "$HOME"
 echo "@@login_user"; id -un
@@ -48,6 +49,9 @@ echo "@@releases"; ls -1 "$(dirname -- "$new")" 2>/dev/null
 echo "@@pid"; pid=$(cat "$old/__PID__" 2>/dev/null); [ -n "$pid" ] && [ -d "/proc/$pid" ] && echo "$pid"
 echo "@@staged_bytes"; [ -f "$staged" ] && wc -c < "$staged"
 echo "@@sudo_denied"; for cmd in $privileged; do sudo -n -l "$cmd" >/dev/null 2>&1 || echo "$cmd"; done
+if [ -n "$run_as" ] && [ "$run_as" != "$(id -un)" ]; then
+  for cmd in $as_run_user; do sudo -n -l -u "$run_as" "$cmd" >/dev/null 2>&1 || echo "$cmd (as $run_as)"; done
+fi
 echo "@@file __INIT__"; base64 -w0 "$old/__INIT__" 2>/dev/null; echo
 echo "@@present"; for rel in "$@"; do [ -f "$old/$rel" ] && printf '%s\n' "$rel"; done
 # Content only where the login user may read it (the merge needs it); an unreadable file is reported.
@@ -84,6 +88,8 @@ def probe_command(node: Node, paths: NodePaths, customizations: Sequence[str]) -
         paths.staged_archive,
         " ".join(privileged_commands(node)) if node.sudo else "",
         str(definition) if definition else "",
+        " ".join(AS_RUN_USER),  # kill, for the hard stop of a node that ignores its stop
+        node.run_as or "",
     ]
     return quote_argv(["bash", "-c", PROBE_SCRIPT, "confluo-probe", *args, *customizations])
 

@@ -169,7 +169,12 @@ class NodeStep(Step):
         return self.host.node.name
 
 
+# A zombie (Z) has exited: a killed process may wait a while for its reaper (init here, in a container).
+_ALIVE = """pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] || exit 1
+state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)
+[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]"""
+
+
 def process_alive(ctx: StepContext, install: str) -> bool:
     """/proc, not kill -0: the process may belong to another user than the login user."""
-    pid_file = posixpath.join(install, PID_FILE)
-    return ctx.check('pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && [ -d "/proc/$pid" ]', pid_file)
+    return ctx.check(_ALIVE, posixpath.join(install, PID_FILE))

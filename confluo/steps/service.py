@@ -22,6 +22,7 @@ from confluo.steps.base import (
     WaitTimedOut,
     process_alive,
 )
+from confluo.steps.hardstop import HardStop
 from confluo.transport.remote import SYSTEMCTL, Command, as_user, root
 from confluo.waits import Deadline, TimedOut, poll
 
@@ -41,7 +42,8 @@ def service_command(node: Node, action: str, install: str) -> Command:
 
 @dataclass(frozen=True)
 class StopNode(Waited, NodeStep):
-    """Graceful stop, then wait for the process to exit and the cluster to show the node OFFLINE."""
+    """Graceful stop, then wait for the process to exit and the cluster to show the node OFFLINE; a process still
+    running at the deadline is sent SIGTERM again, then SIGKILL (the hard stop)."""
 
     kind = StepKind.STOP
 
@@ -57,12 +59,20 @@ class StopNode(Waited, NodeStep):
     def _command(self) -> Command:
         return service_command(self.host.node, "stop", self.service_install)
 
+    def _hard_stop(self) -> HardStop:
+        timeouts = self.host.node.timeouts
+        return HardStop(
+            self.host, (self.install, *self.also_watched), timeouts.kill_grace_seconds, self.deadline_seconds
+        )
+
     def describe(self) -> Preview:
+        hard = self._hard_stop()
         return Preview(
-            commands=(self.host.line(self._command()),),
+            commands=(self.host.line(self._command()), *hard.describe()),
             waits=(
                 f"the process in {posixpath.join(self.install, 'work/catalina.pid')} exits and the cluster shows "
-                f"{self.node} OFFLINE (deadline {self.deadline_seconds:.0f} s)",
+                f"{self.node} OFFLINE (deadline {self.deadline_seconds:.0f} s; still running then: SIGTERM again, "
+                f"{hard.grace_seconds:.0f} s later SIGKILL, then OFFLINE within {hard.offline_seconds:.0f} s)",
             ),
         )
 
@@ -94,11 +104,13 @@ class StopNode(Waited, NodeStep):
                 ),
             )
         except TimedOut as timed_out:
-            alive = timed_out.last[0]
+            if timed_out.last[0]:  # a hung shutdown: the process ignores its stop
+                self._hard_stop().run(ctx, lambda: self._offline_in_cluster(ctx))
+                return
             raise WaitTimedOut(
-                f"{self.node}: did not stop within {self.deadline_seconds:.0f} s "
-                f"({'its process still runs' if alive else 'the cluster does not show it OFFLINE'})",
-                hint=f"a hung shutdown: the stop command was sent and the node no longer serves reliably. Look at "
+                f"{self.node}: did not stop within {self.deadline_seconds:.0f} s (its process has exited, but the "
+                "cluster does not show it OFFLINE)",
+                hint=f"the stop command was sent and the node no longer serves. Look at "
                 f"{posixpath.join(self.install, 'logs/catalina.out')} on the node; the installation in use is "
                 "unchanged.",
             ) from timed_out

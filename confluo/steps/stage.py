@@ -3,18 +3,22 @@ extracted beside the old one. And, after the upgrade, old installations pruned."
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from dataclasses import dataclass
 
 from confluo.layout import POM_PROPERTIES, RUNTIME_DIRS, STOCK_DIR
 from confluo.steps.base import Applied, Host, NodeFailed, NodeStep, Preview, StepContext, StepKind
+from confluo.transport.base import quote_argv
 from confluo.transport.remote import CHOWN, CP, MKDIR, MV, RM, TAR, Command, plain, root
 from confluo.versions import Version
 
 
 @dataclass(frozen=True)
 class TransferArchive(NodeStep):
-    """Sent over the open SSH connection, then verified as it lies on the node's disk.
+    """Sent over the open SSH connection into `<staged>.part`, then verified as it lies on the node's disk and
+    renamed into place. A `.part` left by an interrupted run is continued from its size when its bytes are the
+    archive's first bytes (sha256 of that prefix, on the node and here); otherwise it is sent again whole.
 
     Hashing while receiving (`tee | sha256sum`) was measured slower on the lab (6.8 s against 5.6 s per node for
     700 MiB, bench/prestage.py) and checks only the stream, not what was written: the file is read back instead.
@@ -22,6 +26,8 @@ class TransferArchive(NodeStep):
 
     kind = StepKind.TRANSFER
     _VERIFY = '[ -f "$2" ] && echo "$1  $2" | sha256sum -c --quiet'
+    _PART_SIZE = '[ -f "$1" ] && stat -c %s -- "$1"'
+    _PREFIX_SHA256 = 'head -c "$2" -- "$1" | sha256sum'
 
     host: Host
     local_archive: str
@@ -43,7 +49,10 @@ class TransferArchive(NodeStep):
 
     def describe(self) -> Preview:
         mkdir, verify, move = self.host.lines(self._commands())
-        sending = f"(send {self.local_archive}, {self.size} bytes, into {self.partial})"
+        sending = (
+            f"(send {self.local_archive}, {self.size} bytes, into {self.partial}; a partial one there that is "
+            "the archive's beginning is continued)"
+        )
         return Preview(commands=(mkdir, sending, verify, move))
 
     def is_done(self, ctx: StepContext) -> bool:
@@ -52,7 +61,10 @@ class TransferArchive(NodeStep):
     def apply(self, ctx: StepContext) -> Applied:
         mkdir, verify, move = self._commands()
         ctx.shell.run(mkdir)
-        sent = ctx.shell.transport.upload(self.local_archive, self.partial, timeout=3600)
+        offset = self._continuable_bytes(ctx)
+        if offset:
+            ctx.on_wait(f"continuing {self.partial} from byte {offset} of {self.size}")
+        sent = ctx.shell.transport.upload(self.local_archive, self.partial, timeout=3600, offset=offset)
         if not ctx.shell.run(verify, timeout=600, check=False).ok:
             ctx.shell.run(plain(RM, "-f", self.partial), check=False)
             raise NodeFailed(
@@ -61,7 +73,31 @@ class TransferArchive(NodeStep):
                 hint="check the network path and the node's disk, then run again",
             )
         ctx.shell.run(move)
-        return {"bytes_sent": sent}
+        return {"bytes_sent": sent, "continued_from": offset}
+
+    def _continuable_bytes(self, ctx: StepContext) -> int:
+        """How many bytes of a `.part` already there are the archive's own first bytes (0: send it all)."""
+        found = ctx.shell.shell(quote_argv(["bash", "-c", self._PART_SIZE, "part-size", self.partial]), check=False)
+        held = int(found.stdout.strip()) if found.ok and found.stdout.strip().isdigit() else 0
+        if not 0 < held <= self.size:
+            return 0
+        line = quote_argv(["bash", "-c", self._PREFIX_SHA256, "part-sha256", self.partial, str(held)])
+        remote = ctx.shell.shell(line, timeout=600, check=False)
+        expected = self.sha256 if held == self.size else prefix_sha256(self.local_archive, held)
+        if remote.ok and remote.stdout.split()[:1] == [expected]:
+            return held
+        ctx.on_wait(f"{self.partial} is not this archive's beginning: sending it again from the start")
+        return 0
+
+
+def prefix_sha256(path: str, length: int) -> str:
+    """sha256 of a local file's first `length` bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while length > 0 and (block := handle.read(min(length, 1 << 20))):
+            digest.update(block)
+            length -= len(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

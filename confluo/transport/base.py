@@ -104,8 +104,11 @@ class Transport(Protocol):
         """Run a shell command line (already quoted) as the login user."""
         ...
 
-    def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
-        """Stream a local file to `remote_path` (writable by the login user); return bytes sent."""
+    def upload(self, local_path: str, remote_path: str, *, timeout: float, offset: int = 0) -> int:
+        """Stream a local file to `remote_path` (writable by the login user); return bytes sent.
+
+        With `offset`, the remote file already holds the first `offset` bytes: only the rest is sent, appended.
+        """
         ...
 
     def close(self) -> None: ...

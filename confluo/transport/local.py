@@ -39,9 +39,11 @@ class LocalTransport:
             self.node, command, completed.returncode, completed.stdout, completed.stderr, started, check=check
         )
 
-    def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
-        shutil.copyfile(local_path, remote_path)
-        return os.path.getsize(remote_path)
+    def upload(self, local_path: str, remote_path: str, *, timeout: float, offset: int = 0) -> int:
+        with open(local_path, "rb") as source, open(remote_path, "ab" if offset else "wb") as target:
+            source.seek(offset)
+            shutil.copyfileobj(source, target)
+        return os.path.getsize(local_path) - offset
 
     def close(self) -> None:
         return None

@@ -1,6 +1,7 @@
 """A node's shell as confluo uses it: argv lists in, `sudo -n` only where root is needed, every command logged.
 
-PRIVILEGED lists every binary confluo runs as root; the README's sudoers snippet is built from it.
+PRIVILEGED lists every binary confluo runs as root, AS_RUN_USER what it runs as the Confluence user beside the
+start and stop scripts; the README's sudoers snippet is built from them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ RM = "/usr/bin/rm"
 TEE = "/usr/bin/tee"
 SYSTEMCTL = "/usr/bin/systemctl"
 PRIVILEGED = (MKDIR, TAR, CP, LN, MV, CHOWN, RM, TEE)
+KILL = "/usr/bin/kill"  # the hard stop of a node that ignores its stop script: a signal only its owner may send
+AS_RUN_USER = (KILL,)
 
 CommandListener = Callable[[CommandResult], None]
 Shown = Callable[[CommandResult], CommandResult]  # what the listeners (the log) get of a result

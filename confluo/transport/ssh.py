@@ -233,8 +233,10 @@ class SshTransport:
             raise ConnectionLost(f"{self.node}: the SSH connection broke during `{command}`: {exc}") from exc
         return finished(self.node, command, status, stdout, stderr, started, check=check)
 
-    def _stream(self, local_path: str, command: str, *, timeout: float, check: bool = True) -> CommandResult:
-        """Sends a file to a command's stdin on one channel: no SFTP round trips per block."""
+    def _stream(
+        self, local_path: str, command: str, *, timeout: float, offset: int = 0, check: bool = True
+    ) -> CommandResult:
+        """Sends a file (from byte `offset`) to a command's stdin on one channel: no SFTP round trips per block."""
         started = time.monotonic()
         deadline = started + timeout
         transport = self._transport()
@@ -242,6 +244,7 @@ class SshTransport:
             channel = transport.open_session(timeout=self._connect_timeout)
             channel.exec_command(command)
             with open(local_path, "rb") as handle:
+                handle.seek(offset)
                 while block := handle.read(CHUNK):
                     if time.monotonic() > deadline:
                         channel.close()
@@ -254,9 +257,10 @@ class SshTransport:
             raise ConnectionLost(f"{self.node}: the SSH connection broke while sending {local_path}: {exc}") from exc
         return finished(self.node, command, status, stdout, stderr, started, check=check)
 
-    def upload(self, local_path: str, remote_path: str, *, timeout: float) -> int:
-        self._stream(local_path, "cat > " + quote_argv([remote_path]), timeout=timeout)
-        return os.path.getsize(local_path)
+    def upload(self, local_path: str, remote_path: str, *, timeout: float, offset: int = 0) -> int:
+        redirect = ">> " if offset else "> "
+        self._stream(local_path, "cat " + redirect + quote_argv([remote_path]), timeout=timeout, offset=offset)
+        return os.path.getsize(local_path) - offset
 
 
 def _collect(channel: paramiko.Channel, deadline: float, node: str, command: str) -> tuple[bytes, bytes, int]:

@@ -31,13 +31,42 @@ def plan_summary(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> list[str]:
         target = f" -> {new_install}" if new_install else ""
         staged = "; archive already staged" if found.staged_bytes else ""
         lines.append(f"  {found.node}: {load}{found.old_install}{target}; {found.free_mb} MB free{staged}")
+    lines += [f"  note: {note}" for note in plan.notes]
     return lines
 
 
 def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
     if plan.nothing_to_do:
         return f"{plan.cluster_name}: every node already runs {plan.target_version}; nothing to do.\n"
-    lines = plan_summary(plan, facts, nodes)
+    lines = plan_summary(plan, facts, nodes) + _step_lines(plan) + _rollback_lines(plan)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def recovery_plan_as_text(plan: Plan) -> str:
+    """A rollback, cancel or finalize: what it will do, step by step."""
+    if plan.nothing_to_do:
+        return f"{plan.cluster_name}: the cluster is STABLE and upgrade mode is off; nothing to do.\n"
+    lines = [f"Plan: {plan.goal} {plan.cluster_name} ({plan.source_version} -> {plan.target_version})"]
+    lines += [f"  note: {note}" for note in plan.notes]
+    return "\n".join([*lines, *_step_lines(plan), ""])
+
+
+def recovery_plan_as_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "goal": plan.goal,
+        "cluster": plan.cluster_name,
+        "source_version": plan.source_version,
+        "target_version": plan.target_version,
+        "nothing_to_do": plan.nothing_to_do,
+        "notes": list(plan.notes),
+        "steps": _steps_as_json(plan),
+    }
+
+
+def _step_lines(plan: Plan) -> list[str]:
+    lines: list[str] = []
     phase = None
     for step in plan.steps():
         if step.phase != phase:
@@ -48,9 +77,7 @@ def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
         lines += [f"   wait: {wait}" for wait in step.preview.waits]
         for change in step.preview.files:
             lines += _file_lines(change)
-    lines += _rollback_lines(plan)
-    lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def _file_lines(change: FileChange) -> list[str]:
@@ -91,6 +118,7 @@ def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
         "target_version": plan.target_version,
         "nothing_to_do": plan.nothing_to_do,
         "order": list(plan.order),
+        "notes": list(plan.notes),
         "nodes": [
             {
                 "name": f.node,
@@ -101,22 +129,26 @@ def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
             }
             for f in facts.nodes
         ],
-        "steps": [
-            {
-                "phase": s.phase,
-                "node": s.node,
-                "step": s.name,
-                "commands": list(s.preview.commands),
-                "waits": list(s.preview.waits),
-                "files": [_file_json(change) for change in s.preview.files],
-            }
-            for s in plan.steps()
-        ],
+        "steps": _steps_as_json(plan),
         "rollback": {
             work.node: [{"step": s.name, "commands": list(s.describe().commands)} for s in work.rollback]
             for work in plan.rolling
         },
     }
+
+
+def _steps_as_json(plan: Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "phase": s.phase,
+            "node": s.node,
+            "step": s.name,
+            "commands": list(s.preview.commands),
+            "waits": list(s.preview.waits),
+            "files": [_file_json(change) for change in s.preview.files],
+        }
+        for s in plan.steps()
+    ]
 
 
 def _file_json(change: FileChange) -> dict[str, Any]:
@@ -136,10 +168,17 @@ def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
         table.add_column(title)
     for row in report["nodes"]:
         table.add_row(*(str(row[key]) for key in columns.values()))
+    captions = []
     run = report.get("unfinished_run")
     if run:
-        table.caption = (
+        captions.append(
             f"an upgrade {run['source_version']} -> {run['target_version']} started {run['started_at']} on "
             f"{run['host']} did not finish; to continue: {run['next']}"
         )
+    lock = report.get("cluster_lock")
+    if lock and (lock.get("held") or "error" in lock):
+        text = lock.get("description") or f"cannot be read: {lock.get('error')}"
+        captions.append(f"cluster lock: {text}" if "error" in lock else f"cluster lock held by {text}")
+    if captions:
+        table.caption = "\n".join(captions)
     return table
