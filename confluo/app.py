@@ -187,6 +187,7 @@ def status(session: Session) -> dict[str, Any]:
             "started_at": entry.started_at,
             "host": entry.host,
             "next": f"confluo upgrade -i INVENTORY --to {entry.target_version}",
+            "back": "confluo rollback -i INVENTORY --all",
         }
     try:
         lock = lock_state(session)

@@ -22,7 +22,7 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Env)
 
 
-for command in (upgrade.plan, upgrade.upgrade, upgrade.status, recover.cancel, recover.finalize):
+for command in (upgrade.plan, upgrade.upgrade, upgrade.status, recover.rollback, recover.cancel, recover.finalize):
     cli.add_command(command)
 for command in (lock.lock, inventory.inventory, lab):
     cli.add_command(command)

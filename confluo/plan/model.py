@@ -25,6 +25,7 @@ class NodeWork:
     steps: tuple[Step, ...]
     rollback: tuple[Step, ...] = ()
     upgraded: bool = False  # it ran the target already when the plan was made (a resumed run)
+    back_on: str | None = None  # the version `rollback` lands on, when not the plan's source version
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,15 @@ class Plan:
     goal: str = "upgrade"
     new_installs: Mapping[str, str] = field(default_factory=dict)  # node -> the installation it will run
     notes: tuple[str, ...] = ()  # worth knowing before saying yes, no reason to refuse
+
+    def ending(self) -> str:
+        """How the cluster stands once the plan has run."""
+        if self.goal == "upgrade":
+            return f"{self.cluster_name} runs {self.target_version} on every node; the cluster is STABLE"
+        if self.goal == "rollback" and not self.finalize:
+            back = ", ".join(self.order)
+            return f"rollback: {back} back on {self.target_version}; upgrade mode stays on while others run the new one"
+        return f"{self.goal}: done; the cluster is STABLE"
 
     @property
     def order(self) -> tuple[str, ...]:

@@ -47,9 +47,10 @@ def build_rollback_plan(inventory: Inventory, facts: Facts, *, only: str | None 
         source_version=current,
         target_version=source,
         rolling=tuple(
-            NodeWork(name, work(inventory, facts, name, source))
+            # Interrupted, a node going back finishes going back: its rollback is its own steps, each skipped if done.
+            NodeWork(name, steps, rollback=steps, back_on=source)
             for name in least_busy_order(selected, cluster)
-            for work in [_steps_back if name in chosen else _start]
+            for steps in [(_steps_back if name in chosen else _start)(inventory, facts, name, source)]
         ),
         finalize=(CancelUpgradeMode(settle_seconds=settle),) if ends_upgrade else (),
         goal="rollback",
