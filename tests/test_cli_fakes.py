@@ -121,3 +121,15 @@ def test_status_says_where_an_unfinished_run_stopped_and_what_continues_it(site:
     code, _, _ = confluo(site, "upgrade", "--yes")
     assert code == 0 and set(site.versions().values()) == {TARGET}
     assert "unfinished_run" not in json.loads(confluo(site, "status", "--json")[1])
+
+
+def test_failed_upgrade_tasks_are_shown_and_the_same_upgrade_again_retries_them(site: FakeSite) -> None:
+    site.finalize_fails = True
+    code, _, err = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.FAILED_AFTER_CHANGES and "FakeUpgradeTask: node1's tasks failed" in err
+    assert "confluo finalize --retry" in err and "POST /rest/zdu/retryUpgrade retries" not in err
+    code, _, err = confluo(site, "rollback", "--yes")
+    assert code == ExitCode.REFUSED and "upgrade tasks have started" in err
+    site.finalize_fails = False
+    code, _, _ = confluo(site, "upgrade", "--yes")
+    assert code == 0 and site.api.calls[-1] == "retry" and not site.api.upgrade_mode

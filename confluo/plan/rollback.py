@@ -3,7 +3,7 @@ from, one at a time under the same gates as an upgrade; then upgrade mode off on
 
 from __future__ import annotations
 
-from confluo.api.base import ClusterInfo, ClusterState
+from confluo.api.base import ClusterInfo, ClusterState, finalization_failures
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import NodePaths, node_paths
@@ -62,6 +62,14 @@ def _cluster_in_upgrade(facts: Facts) -> ClusterInfo:
     cluster = facts.cluster
     if cluster is None:
         raise RefusedError([f"cluster API: {facts.cluster_error}"])
+    if cluster.state in (ClusterState.RUNNING_UPGRADE_TASKS, ClusterState.UPGRADE_TASKS_FAILED):
+        state = cluster.state.value
+        raise RefusedError(
+            [f"the cluster is {state}: the upgrade tasks have started, so the nodes can no longer go back",
+             *finalization_failures(cluster)],
+            hint="`confluo finalize --retry` runs failed upgrade tasks again; going back means restoring the database "
+            "and the shared home from the backup taken before the upgrade",
+        )
     versions = ", ".join(sorted({info.version for info in cluster.nodes}))
     if not cluster.upgrade_mode or cluster.original_version is None:
         raise RefusedError(
@@ -69,13 +77,6 @@ def _cluster_in_upgrade(facts: Facts) -> ClusterInfo:
             hint="once an upgrade is finalized its upgrade tasks have changed the database, so going back to the "
             "old version means restoring the database and the shared home from the backup taken before the "
             "upgrade (Atlassian's rollback procedure); confluo does not do that",
-        )
-    if cluster.state in (ClusterState.RUNNING_UPGRADE_TASKS, ClusterState.UPGRADE_TASKS_FAILED):
-        state = cluster.state.value
-        raise RefusedError(
-            [f"the cluster is {state}: the upgrade tasks have started, so the nodes can no longer go back"],
-            hint="`confluo finalize --retry` runs failed upgrade tasks again; going back means restoring the database "
-            "and the shared home from the backup taken before the upgrade",
         )
     return cluster
 
