@@ -3,7 +3,9 @@ table, and what each says, in milliseconds and without a terminal, root or netwo
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +25,18 @@ def site(tmp_path: Path) -> Iterator[FakeSite]:
     site.stop_all()
 
 
+class CurrentStdout(io.StringIO):
+    """sys.stdout as it is when written to: CliRunner swaps it in only once the command runs."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def confluo(site: FakeSite, *args: str, tty: bool = False, stdin: str | None = None) -> tuple[int, str, str]:
-    env = Env(stdin_isatty=tty, stdout_isatty=False, ports=site.ports())
+    env = Env(stdin_isatty=tty, stdout_isatty=False, stdout=CurrentStdout(), ports=site.ports())
     result = CliRunner().invoke(cli, [*args, "-i", str(site.inventory)], obj=env, input=stdin)
     return result.exit_code, result.stdout, result.stderr
 

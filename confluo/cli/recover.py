@@ -27,7 +27,7 @@ from confluo.ui.log import CommandLog
 from confluo.ui.plan_view import recovery_plan_as_json, recovery_plan_as_text
 
 
-def _carry_out(env: Env, inventory_path: Path, command: str, make: Callable[[Session], Plan], *, yes: bool,
+def carry_out(env: Env, inventory_path: Path, command: str, make: Callable[[Session], Plan], *, yes: bool,
                as_json: bool, log_file: Path | None, lock_wait: float, dry_run: bool) -> None:  # fmt: skip
     if dry_run:
         with session_for(env, inventory_path, as_json=as_json, read_only=True) as session:
@@ -83,7 +83,7 @@ def rollback(env: Env, inventory_path: Path, only: str | None, every: bool, dry_
     def plan(session: Session) -> Plan:
         return app.rollback_plan(session, node=only)
 
-    _carry_out(env, inventory_path, "rollback", plan, yes=yes, as_json=as_json, log_file=log_file,
+    carry_out(env, inventory_path, "rollback", plan, yes=yes, as_json=as_json, log_file=log_file,
                lock_wait=lock_wait, dry_run=dry_run)  # fmt: skip
 
 
@@ -98,7 +98,7 @@ def rollback(env: Env, inventory_path: Path, only: str | None, every: bool, dry_
 def cancel(env: Env, inventory_path: Path, dry_run: bool, yes: bool, as_json: bool, log_file: Path | None,
            lock_wait: float) -> None:  # fmt: skip
     """Turn upgrade mode off again while no node runs the new version (READY_TO_UPGRADE)."""
-    _carry_out(env, inventory_path, "cancel", app.cancel_plan, yes=yes, as_json=as_json, log_file=log_file,
+    carry_out(env, inventory_path, "cancel", app.cancel_plan, yes=yes, as_json=as_json, log_file=log_file,
                lock_wait=lock_wait, dry_run=dry_run)  # fmt: skip
 
 
@@ -118,5 +118,5 @@ def finalize(env: Env, inventory_path: Path, retry: bool, dry_run: bool, yes: bo
     def plan(session: Session) -> Plan:
         return app.finalize_plan(session, retry=retry)
 
-    _carry_out(env, inventory_path, "finalize", plan, yes=yes, as_json=as_json, log_file=log_file,
+    carry_out(env, inventory_path, "finalize", plan, yes=yes, as_json=as_json, log_file=log_file,
                lock_wait=lock_wait, dry_run=dry_run)  # fmt: skip

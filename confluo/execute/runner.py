@@ -151,7 +151,7 @@ class Runner:
             return None
 
     def _node(self, work: NodeWork) -> None:
-        doing = "rolling back" if self.plan.goal == "rollback" else "upgrading"
+        doing = "upgrading" if self.plan.goal == "upgrade" else self.plan.doing
         self.events.emit("node_started", f"{work.node}: {doing}", node=work.node)
         stopped = False  # before its stop completes, a failure changed nothing on the node: nothing to undo
         try:
