@@ -50,7 +50,7 @@ def test_restart_starts_a_node_found_stopped_without_stopping_it_first(site: Fak
     code, out, _ = confluo(site, "restart", "--yes", "--json")
     assert code == 0 and set(site.versions().values()) == {SOURCE}
     events = [json.loads(line) for line in out.splitlines()]
-    assert [e["node"] for e in events if e["event"] == "node_started"][0] == "node3"  # it serves nobody: first
+    assert next(e["node"] for e in events if e["event"] == "node_started") == "node3"  # it serves nobody: first
     assert {"event": "phase_skipped", "node": "node3", "step": "stop"}.items() <= next(
         e for e in events if e.get("node") == "node3" and e.get("step") == "stop"
     ).items()
