@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from confluo.api.base import ApiAuth, ApiError, ClusterApi
+from confluo.carry.shell import bash_syntax_error
 from confluo.errors import ConfluoError, InventoryError, RefusedError
 from confluo.events import EventBus
 from confluo.execute import shared_lock
@@ -134,7 +135,7 @@ def make_plan(session: Session) -> tuple[Plan, Facts]:
     entry = _journal(session).read()
     if entry is not None and entry.target_version == str(session.inventory.target.version):
         facts = replace(facts, resumable_from=entry.source_version)
-    return build_plan(session.inventory, facts), facts
+    return build_plan(session.inventory, facts, shell_syntax=bash_syntax_error), facts
 
 
 def run_plan(session: Session, plan: Plan) -> RunReport:
