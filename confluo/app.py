@@ -23,6 +23,7 @@ from confluo.execute.shared_lock import LockState
 from confluo.inventory import ClusterSettings, Inventory, Node, load_inventory
 from confluo.plan.model import Plan
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
+from confluo.plan.restart import build_restart_plan
 from confluo.plan.rollback import build_rollback_plan
 from confluo.plan.upgrade import build_plan
 from confluo.probe.facts import Facts
@@ -173,6 +174,11 @@ def rollback_plan(session: Session, *, node: str | None) -> Plan:
     return build_rollback_plan(session.inventory, facts, only=node)
 
 
+def restart_plan(session: Session, *, node: str | None) -> Plan:
+    facts = gather_facts(session.inventory, session.remotes, session.api, with_archive=False)
+    return build_restart_plan(session.inventory, facts, only=node)
+
+
 def finalize_plan(session: Session, *, retry: bool) -> Plan:
     return build_finalize_plan(session.inventory, session.api.cluster(), retry=retry)
 
@@ -188,6 +194,7 @@ def status(session: Session) -> dict[str, Any]:
             "started_at": entry.started_at,
             "host": entry.host,
             "next": f"confluo upgrade -i INVENTORY --to {entry.target_version}",
+            "back": "confluo rollback -i INVENTORY --all",
         }
     try:
         lock = lock_state(session)

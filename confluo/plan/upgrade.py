@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Sequence
 
+from confluo.api.base import ClusterInfo, ClusterState
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
@@ -26,7 +27,7 @@ from confluo.plan.rules import (
 )
 from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
 from confluo.steps.base import Host, Step
-from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize
+from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize, RetryFinalize
 from confluo.steps.configure import CarriedFile, CarryCustomizations, CopyDriver, PointHome
 from confluo.steps.repoint import Repoint
 from confluo.steps.service import StartNode, StopNode
@@ -87,16 +88,19 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
             for name in least_busy_order(inventory.nodes, facts.cluster)
         ),
         cancel=(CancelUpgradeMode(settle_seconds=settle),),
-        finalize=(
-            Finalize(
-                settle_seconds=settle,
-                tasks_seconds=max(node.timeouts.finalize_seconds for node in inventory.nodes),
-            ),
-        ),
+        finalize=(_finalize(inventory, facts.cluster, settle),),
         prune=_prune(inventory, nodes, facts),
         new_installs={n.node.name: n.new_install for n in nodes},
         notes=notes(inventory),
     )
+
+
+def _finalize(inventory: Inventory, cluster: ClusterInfo, settle: float) -> Step:
+    """Approve; or, resuming after UPGRADE_TASKS_FAILED (the cause fixed), run the upgrade tasks again."""
+    tasks = max(node.timeouts.finalize_seconds for node in inventory.nodes)
+    if cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
+        return RetryFinalize(tasks_seconds=tasks)
+    return Finalize(settle_seconds=settle, tasks_seconds=tasks)
 
 
 class _NodeUpgrade:

@@ -173,7 +173,7 @@ def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
     if run:
         captions.append(
             f"an upgrade {run['source_version']} -> {run['target_version']} started {run['started_at']} on "
-            f"{run['host']} did not finish; to continue: {run['next']}"
+            f"{run['host']} did not finish; to continue: {run['next']}; or to go back: {run['back']}"
         )
     lock = report.get("cluster_lock")
     if lock and (lock.get("held") or "error" in lock):
