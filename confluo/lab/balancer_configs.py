@@ -56,7 +56,8 @@ class Files:
 def haproxy_config_text(files: Files, servers: Sequence[Server]) -> str:
     directory = files.directory
     socket_owner = f" gid {files.socket_gid}" if files.socket_gid is not None else ""
-    server_lines = [f"    server {s.name} {s.address}:{s.port} cookie {s.name}" for s in servers]
+    # weight 100, so that a weight ramp (25%, 50%, ...) has steps to take: with the default 1, 25% is 0.
+    server_lines = [f"    server {s.name} {s.address}:{s.port} cookie {s.name} weight 100" for s in servers]
     forgiving = [
         # A failed request is sent again to another server: a stopping node costs no error, drained or not.
         "    option redispatch 1",

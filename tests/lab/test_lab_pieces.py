@@ -99,6 +99,7 @@ def _lab(tmp_path: Path, lb: str, mode: str = "ssh") -> model.Lab:
     lab = model.Lab(dir=tmp_path, slot=5, mode=mode, version="9.2.13", db="mysql", lb=lb, timings=model.Timings(),
                     admin_password="pw", node_count=2)  # fmt: skip
     lab.next_archive.write_bytes(b"archive")
+    lab.source_archive.write_bytes(b"the running release")  # the inventory names it as the merge's base
     return lab
 
 

@@ -193,3 +193,24 @@ def test_the_preflight_refuses_a_load_balancer_that_is_down_or_does_not_know_a_n
     assert result.returncode == 3, result.stdout + result.stderr
     assert "node1: the haproxy load balancer: HAProxy at unix:" in result.stderr
     assert _versions(haproxy) == [("ACTIVE", SOURCE)] * 2
+
+
+def test_haproxy_brings_each_node_back_gradually_with_a_weight_ramp(
+    lab_factory: Callable[..., LabHandle], tmp_path: Path
+) -> None:
+    lab = lab_factory(nodes=2)
+
+    def ramp(document: dict[str, Any]) -> None:
+        document["load_balancer"]["weight_ramp"] = {"steps": 4, "seconds": 1}
+
+    inventory = variant(lab, tmp_path, ramp)
+    plan = confluo("plan", "-i", str(inventory), "--to", NEXT)
+    assert "weight 25% → 50% → 75% → 100%" in plan.stdout, plan.stdout + plan.stderr
+    result = confluo("upgrade", "-i", str(inventory), "--to", NEXT, "--yes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    socket_path = lab.record.balancer.socket  # type: ignore[union-attr]
+    assert socket_path is not None
+    answer = balancer.haproxy_command(socket_path, "show servers state confluence")
+    rows = [line.split() for line in answer.splitlines()]
+    weights = {row[3]: (row[7], row[8]) for row in rows if len(row) > 8 and row[0].isdigit()}  # uweight, iweight
+    assert weights == {"node1": ("100", "100"), "node2": ("100", "100")}, "every node back at its full weight"
