@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from fake_content import FakeContentApi
 
 from confluo.api.base import (
     ApiAuth,
@@ -249,9 +250,11 @@ class FakeSite:
     load: dict[str, int] = field(default_factory=dict)
     finalize_fails: bool = False
     api: FakeClusterApi = field(init=False)
+    content: FakeContentApi = field(init=False)
 
     def __post_init__(self) -> None:
         self.api = FakeClusterApi(self)
+        self.content = FakeContentApi(self.clock, "http://lb.invalid", [host.url for host in self.hosts])
 
     @classmethod
     def build(cls, tmp_path: Path, nodes: int = 3, **inventory_changes: object) -> FakeSite:
@@ -294,7 +297,10 @@ class FakeSite:
         def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object, _urls: object) -> FakeClusterApi:
             return self.api
 
-        return Ports(api=api, clock=self.clock, state_dir=self.dir / "state")
+        def content(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object) -> FakeContentApi:
+            return self.content
+
+        return Ports(api=api, content=content, clock=self.clock, state_dir=self.dir / "state")
 
     def host(self, name: str) -> FakeHost:
         return next(host for host in self.hosts if host.name == name)
