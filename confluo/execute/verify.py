@@ -132,12 +132,12 @@ def verify_cluster(
 ) -> VerifyReport:
     """`marker`: a word no other page has, in the title, which the searches look for."""
     space = _space(content, api_url, space_key)
-    page = _create(content, api_url, space, marker)
-    events.emit("note", f"created the test page {page.id} {page.title!r} in space {space.key} through {api_url}")
-    began = clock.monotonic()
     checks = tuple(NodeCheck(node.name, node.url) for node in nodes)
     cql = f"space = {cql_string(space.key)} AND title ~ {cql_string(marker)}"
+    page = _create(content, api_url, space, marker)
     try:
+        began = clock.monotonic()
+        events.emit("note", f"created the test page {page.id} {page.title!r} in space {space.key} through {api_url}")
         _check_every_node(content, checks, page, cql, Deadline.after(clock, deadline_seconds), began, events)
     finally:
         cleanup = _delete(content, api_url, page, space, events)
