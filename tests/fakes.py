@@ -130,11 +130,19 @@ class FakeHost:
         return os.readlink(self.base / "current")
 
     def kill(self) -> None:
-        running = self.running()
-        if running:
-            pid = int((Path(running[0]) / "work/catalina.pid").read_text())
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
+        for _ in range(1000):
+            running = self.running()
+            if running is None:
+                return
+            text = (Path(running[0]) / "work/catalina.pid").read_text().strip()
+            if text:
+                break
+            os.sched_yield()  # a second start script is rewriting the pid file (`echo $! > file` empties it first)
+        else:
+            return
+        pid = int(text)
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
 
 
 def _alive(pid: int) -> bool:
