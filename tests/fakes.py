@@ -182,7 +182,9 @@ class FakeClusterApi:
         if running:
             state = NodeState.ERROR if self.site.fails(host.name, running[1]) else NodeState.ACTIVE
         load = self.site.load.get(host.name, 0)
-        return NodeInfo(f"id-{host.name}", host.name, f"127.0.0.{10 + host.index}", state, version, "1", load, 0)
+        errors = (f"FakeUpgradeTask: {host.name}'s tasks failed",) if self.tasks_failed else ()
+        address = f"127.0.0.{10 + host.index}"
+        return NodeInfo(f"id-{host.name}", host.name, address, state, version, "1", load, 0, errors)
 
     def _state(self, nodes: tuple[NodeInfo, ...]) -> ClusterState:
         if not self.upgrade_mode:
@@ -306,6 +308,7 @@ class FakeSite:
             return self.api
 
         def content(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object) -> FakeContentApi:
+            self.content.clock = self.clock  # a test may have put in a clock of its own since
             return self.content
 
         return Ports(api=api, content=content, clock=self.clock, state_dir=self.dir / "state")

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from confluo.api.base import ClusterState, NodeState, StatusState, parse_cluster, parse_node
+from confluo.api.base import ClusterState, NodeState, StatusState, finalization_failures, parse_cluster, parse_node
 from confluo.inventory import load_inventory
 from confluo.plan.order import least_busy_order
 from confluo.steps.stage import prune_candidates
@@ -92,3 +92,17 @@ def test_prune_keeps_the_installation_in_use_and_the_previous_one() -> None:
     assert doomed == ["/b/9.2.10", "/b/9.2.11"]
     after_rollback = prune_candidates(releases, keep=2, in_use="/b/9.2.10", previous="/b/9.2.11", root_dir="/b")
     assert after_rollback == ["/b/9.2.12", "/b/9.2.13", "/b/9.2.14"]
+
+
+def test_failed_upgrade_tasks_are_read_from_each_nodes_finalization() -> None:
+    failed = {"clusterUpgradeTask": "AttachmentUpgradeTask", "errors": ["disk full"], "exceptionMessage": "x"}
+    bare = {"clusterUpgradeTask": "IndexUpgradeTask", "errors": [], "exceptionMessage": "timed out"}
+    cluster = parse_cluster({"state": "UPGRADE_TASKS_FAILED", "nodes": [
+        {"name": "node1", "finalization": {"lastRequested": 1, "errors": [failed, bare]}},
+        {"name": "node2", "finalization": None},
+        {"name": "node3", "finalization": {"errors": "not a list of objects"}},
+    ]})  # fmt: skip
+    assert finalization_failures(cluster) == [
+        "node1: AttachmentUpgradeTask: disk full",
+        "node1: IndexUpgradeTask: timed out",
+    ]

@@ -75,6 +75,7 @@ class NodeInfo:
     build_number: str
     tasks: int
     active_users: int
+    finalization_errors: tuple[str, ...] = ()  # what the node's failed upgrade tasks reported
 
     @property
     def load(self) -> int:
@@ -115,7 +116,26 @@ def parse_node(data: Mapping[str, Any]) -> NodeInfo:
         build_number=str(data.get("buildNumber") or ""),
         tasks=int(data.get("tasksTotal") or 0),
         active_users=int(data.get("activeUserCount") or 0),
+        finalization_errors=_finalization_errors(data.get("finalization")),
     )
+
+
+def _finalization_errors(finalization: Any) -> tuple[str, ...]:
+    """`finalization.errors[]`: {clusterUpgradeTask, errors[], exceptionMessage}, each as one line."""
+    if not isinstance(finalization, Mapping):
+        return ()
+    lines = []
+    for error in finalization.get("errors") or ():
+        if not isinstance(error, Mapping):
+            continue
+        details = [str(e) for e in error.get("errors") or () if e] or [str(error.get("exceptionMessage") or "")]
+        lines.append(f"{error.get('clusterUpgradeTask') or 'an upgrade task'}: {'; '.join(d for d in details if d)}")
+    return tuple(lines)
+
+
+def finalization_failures(cluster: ClusterInfo) -> list[str]:
+    """Every node's failed upgrade tasks, as `node: task: error` lines."""
+    return [f"{node.name}: {error}" for node in cluster.nodes for error in node.finalization_errors]
 
 
 def parse_cluster(data: Mapping[str, Any]) -> ClusterInfo:

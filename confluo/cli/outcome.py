@@ -19,9 +19,9 @@ from confluo.secrets import Masker
 from confluo.ui.log import CommandLog
 
 INTERRUPTED_HINT = (
-    "the node in progress was put back on the installation it ran before; nothing is half-done on disk. "
-    "Upgrade mode may still be on: the same `confluo upgrade` again continues where this stopped, and "
-    "`confluo status` shows where the cluster stands"
+    "the node in progress was brought back to serving first; nothing is half-done on disk. Upgrade mode "
+    "may still be on: the same command again continues where this stopped, and `confluo status` shows "
+    "where the cluster stands and what continues it"
 )
 
 

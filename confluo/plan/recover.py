@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from confluo.api.base import ClusterInfo, ClusterState
+from confluo.api.base import ClusterInfo, ClusterState, finalization_failures
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory
 from confluo.plan.model import Plan
@@ -58,7 +58,8 @@ def build_finalize_plan(inventory: Inventory, cluster: ClusterInfo, *, retry: bo
     if cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
         if not retry:
             raise RefusedError(
-                ["the upgrade tasks failed (UPGRADE_TASKS_FAILED); the nodes' atlassian-confluence.log says why"],
+                ["the upgrade tasks failed (UPGRADE_TASKS_FAILED); the nodes' atlassian-confluence.log says why",
+                 *finalization_failures(cluster)],
                 hint="fix the cause, then `confluo finalize --retry` runs the tasks again; nothing was changed",
             )
         return Plan(

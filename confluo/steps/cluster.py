@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluo.api.base import ApiError, ClusterInfo, ClusterState, InvalidTransition
+from confluo.api.base import ApiError, ClusterInfo, ClusterState, InvalidTransition, finalization_failures
 from confluo.steps.base import Preview, StepContext, StepError, StepKind, Waited, WaitTimedOut
 from confluo.waits import Deadline, TimedOut, poll
 
 TRANSITION_PAUSES = (0.5, 1.0, 1.5)
+TASKS_FAILED_HINT = (
+    "fix the cause (each node's atlassian-confluence.log says more), then `confluo finalize --retry` (or the same "
+    "`confluo upgrade` again) runs the upgrade tasks again"
+)
 
 
 def cluster_or_none(ctx: StepContext) -> ClusterInfo | None:
@@ -47,9 +51,11 @@ def wait_for_cluster(ctx: StepContext, wanted: frozenset[ClusterState], seconds:
     def judge(state: ClusterState) -> None:
         ctx.on_wait(f"cluster {state.value}")
         if state is ClusterState.UPGRADE_TASKS_FAILED:
+            cluster = cluster_or_none(ctx)
+            failures = finalization_failures(cluster) if cluster else []
             raise StepError(
-                "the cluster reports UPGRADE_TASKS_FAILED",
-                hint="see the nodes' atlassian-confluence.log; POST /rest/zdu/retryUpgrade retries the tasks",
+                "\n".join(["the cluster reports UPGRADE_TASKS_FAILED", *failures]),
+                hint=TASKS_FAILED_HINT,
             )
 
     def state() -> ClusterState:
