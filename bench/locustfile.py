@@ -23,6 +23,7 @@ from locust.exception import StopUser
 
 RATE = float(os.environ.get("PROOF_RATE", "4"))
 MAX_REQUESTS = int(os.environ.get("PROOF_MAX_REQUESTS", "20000"))
+SPACE = "LAB"  # the lab's own space
 _numbers = itertools.count()
 
 
@@ -58,6 +59,7 @@ class ConfluenceUser(HttpUser):
     def create_page(self) -> None:
         self._count()
         title = f"proof-{os.getpid()}-{next(_numbers)}"
-        created = self.client.post("/rest/api/content", json={"title": title}, name="create page", timeout=10)
+        page = {"type": "page", "title": title, "space": {"key": SPACE}}
+        created = self.client.post("/rest/api/content", json=page, name="create page", timeout=10)
         if created.status_code == 200:
             self._get(f"/rest/api/content/{created.json()['id']}", "read created page")

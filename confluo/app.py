@@ -4,6 +4,7 @@ No click and no rich here: the CLI renders what these return."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from confluo.api.base import ApiAuth, ApiError, ClusterApi
+from confluo.api.content import ContentApi
 from confluo.carry.shell import bash_syntax_error
 from confluo.errors import ConfluoError, InventoryError, RefusedError
 from confluo.events import EventBus
@@ -20,7 +22,8 @@ from confluo.execute.report import ReportCollector, RunReport
 from confluo.execute.run_lock import LockChannel, LockSite, one_run
 from confluo.execute.runner import Runner
 from confluo.execute.shared_lock import LockState
-from confluo.inventory import ClusterSettings, Inventory, Node, RemoteHost, load_inventory
+from confluo.execute.verify import VerifyReport, verify_cluster
+from confluo.inventory import Inventory, Node, load_inventory
 from confluo.loadbalancer.base import LoadBalancer
 from confluo.loadbalancer.ops import pool_report
 from confluo.plan.model import Plan
@@ -29,83 +32,15 @@ from confluo.plan.recover import build_cancel_plan, build_finalize_plan
 from confluo.plan.restart import build_restart_plan
 from confluo.plan.rollback import build_rollback_plan
 from confluo.plan.upgrade import build_plan
+from confluo.ports import Ports
 from confluo.probe.balancer import probe_balancer
 from confluo.probe.facts import Facts
 from confluo.probe.gather import cluster_status, gather_facts
 from confluo.secrets import Masker
-from confluo.transport.base import Transport
 from confluo.transport.remote import CommandListener, Remote
-from confluo.waits import SYSTEM_CLOCK, Clock
+from confluo.waits import Clock
 
 T = TypeVar("T")
-
-
-def make_transport(node: Node, *, accept_new_host_keys: bool) -> Transport:
-    if node.transport == "local":
-        from confluo.transport.local import LocalTransport
-
-        return LocalTransport(node.name)
-    from confluo.transport.ssh import SshTransport  # only SSH needs paramiko loaded
-
-    return SshTransport(
-        node.name,
-        host=node.ssh.alias or node.host,
-        port=None if node.ssh.alias and node.ssh.port == 22 else node.ssh.port,
-        user=node.ssh.user,
-        key=node.ssh.key,
-        known_hosts=node.ssh.known_hosts,
-        connect_timeout=node.ssh.connect_timeout_seconds,
-        accept_new_host_keys=accept_new_host_keys,
-    )
-
-
-def make_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock, node_urls: Sequence[str] = ()) -> ClusterApi:
-    """`node_urls`: every node serves the ZDU API, so they stand in when `api_url` does not answer."""
-    from confluo.api.zdu import HttpClusterApi
-
-    return HttpClusterApi(
-        cluster.api_url, auth, verify_tls=cluster.verify_tls, timeout=cluster.timeout_seconds, clock=clock,
-        fallback_urls=node_urls,
-    )  # fmt: skip
-
-
-def make_balancer(
-    inventory: Inventory, masker: Masker, clock: Clock, *, accept_new_host_keys: bool
-) -> LoadBalancer | None:
-    """The inventory's load balancer (None: it has none); reached here, or over SSH on its own host."""
-    from confluo.loadbalancer.factory import make_load_balancer
-
-    def connect(remote: RemoteHost | None) -> Transport:
-        if remote is None:
-            from confluo.transport.local import LocalTransport
-
-            return LocalTransport("load balancer")
-        from confluo.transport.ssh import SshTransport
-
-        ssh = remote.ssh
-        return SshTransport(
-            remote.host, host=ssh.alias or remote.host, port=None if ssh.alias and ssh.port == 22 else ssh.port,
-            user=ssh.user, key=ssh.key, known_hosts=ssh.known_hosts, connect_timeout=ssh.connect_timeout_seconds,
-            accept_new_host_keys=accept_new_host_keys,
-        )  # fmt: skip
-
-    return make_load_balancer(inventory, connect, clock, masker.add)
-
-
-@dataclass(frozen=True)
-class Ports:
-    """How a session reaches the world; tests hand in fakes (a stateful node, the ZDU state machine, a clock)."""
-
-    transport: Callable[..., Transport] = make_transport
-    api: Callable[[ClusterSettings, ApiAuth, Clock, Sequence[str]], ClusterApi] = make_api
-    balancer: Callable[..., LoadBalancer | None] = make_balancer
-    clock: Clock = SYSTEM_CLOCK
-    state_dir: Path = field(default_factory=lambda: state_home())
-
-
-def state_home() -> Path:
-    """Where confluo keeps its logs, locks and run journals (XDG_STATE_HOME)."""
-    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "confluo"
 
 
 @dataclass
@@ -120,6 +55,7 @@ class Session:
     state_dir: Path
     remotes: dict[str, Remote] = field(default_factory=dict)
     connect: Callable[[Node], Remote] | None = None  # a new connection of its own (the cluster lock's)
+    open_content: Callable[[], ContentApi] | None = None  # the content API, for the commands that need it
     balancer: LoadBalancer | None = None
 
     def close(self) -> None:
@@ -159,6 +95,7 @@ def open_session(
         return Remote(node, ports.transport(node, accept_new_host_keys=accept_new_host_keys), listeners)
 
     session.connect = connect
+    session.open_content = lambda: ports.content(inventory.cluster, auth, ports.clock)
     return session
 
 
@@ -232,6 +169,20 @@ def _reconciled(session: Session, plan: Plan) -> Plan:
         return plan
     facts = _with_balancer(session, gather_facts(session.inventory, session.remotes, session.api, with_archive=False))
     return with_reconcile(plan, session.inventory, facts)
+
+
+def verify(session: Session, *, space: str | None, deadline_seconds: float) -> VerifyReport:
+    """The cluster test: a page through `api_url`, read and found by search on every node, deleted again."""
+    assert session.open_content is not None, "sessions come from open_session"
+    content = session.open_content()
+    try:
+        return verify_cluster(
+            content, api_url=session.inventory.cluster.api_url, nodes=session.inventory.nodes, space_key=space,
+            deadline_seconds=deadline_seconds, marker=uuid.uuid4().hex[:12], clock=session.clock,
+            events=session.events,
+        )  # fmt: skip
+    finally:
+        content.close()
 
 
 def status(session: Session) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from fake_content import FakeContentApi
 
 from confluo.api.base import (
     ApiAuth,
@@ -33,9 +34,9 @@ from confluo.api.base import (
     NodeState,
     StatusState,
 )
-from confluo.app import Ports
 from confluo.inventory import ClusterSettings, Node
 from confluo.loadbalancer.base import AdminState, LoadBalancerError, ServerState, check_applied
+from confluo.ports import Ports
 from confluo.transport.base import CommandResult
 from confluo.transport.local import LocalTransport
 
@@ -134,11 +135,19 @@ class FakeHost:
         return os.readlink(self.base / "current")
 
     def kill(self) -> None:
-        running = self.running()
-        if running:
-            pid = int((Path(running[0]) / "work/catalina.pid").read_text())
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
+        for _ in range(1000):
+            running = self.running()
+            if running is None:
+                return
+            text = (Path(running[0]) / "work/catalina.pid").read_text().strip()
+            if text:
+                break
+            os.sched_yield()  # a second start script is rewriting the pid file (`echo $! > file` empties it first)
+        else:
+            return
+        pid = int(text)
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -272,10 +281,12 @@ class FakeSite:
     finalize_fails: bool = False
     users: dict[str, int] = field(default_factory=dict)  # active users the cluster reports per node
     api: FakeClusterApi = field(init=False)
+    content: FakeContentApi = field(init=False)
     lb: FakeLoadBalancer | None = None  # with_balancer() adds one, and the inventory's section for it
 
     def __post_init__(self) -> None:
         self.api = FakeClusterApi(self)
+        self.content = FakeContentApi(self.clock, "http://lb.invalid", [host.url for host in self.hosts])
 
     def with_balancer(self, **section: object) -> FakeLoadBalancer:
         """A load balancer in front of the hosts (the inventory names a `command` one; the port is this fake)."""
@@ -328,8 +339,12 @@ class FakeSite:
         def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object, _urls: object) -> FakeClusterApi:
             return self.api
 
+        def content(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object) -> FakeContentApi:
+            self.content.clock = self.clock  # a test may have put in a clock of its own since
+            return self.content
+
         return Ports(
-            transport=transport, api=api, clock=self.clock, state_dir=self.dir / "state",
+            transport=transport, api=api, content=content, clock=self.clock, state_dir=self.dir / "state",
             balancer=lambda *_, **__: self.lb,
         )  # fmt: skip
 

@@ -16,6 +16,8 @@ import httpx
 
 from confluo.waits import SYSTEM_CLOCK, Deadline
 
+SPACE = "LAB"  # the lab's own space
+
 
 @dataclass
 class Load:
@@ -26,6 +28,7 @@ class Load:
     seconds: float = 600.0  # a bound: the client stops by itself
     sent: int = 0
     failed: int = 0
+    created: int = 0  # pages created (200) and read back
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,9 +71,12 @@ class Load:
                 if self._stop.is_set() or deadline.passed():
                     return
                 if number % 4 == 3:
-                    created = self._call(client, "POST", "/rest/api/content", json={"title": f"u{index}-{number}"})
+                    page = {"type": "page", "title": f"u{index}-{number}", "space": {"key": SPACE}}
+                    created = self._call(client, "POST", "/rest/api/content", json=page)
                     if created is not None and created.status_code == 200:
-                        self._call(client, "GET", f"/rest/api/content/{created.json()['id']}")
+                        read = self._call(client, "GET", f"/rest/api/content/{created.json()['id']}")
+                        with self._lock:
+                            self.created += read is not None and read.status_code == 200
                 else:
                     self._call(client, "GET", "/")
                 self._stop.wait(pause)

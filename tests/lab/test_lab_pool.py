@@ -53,6 +53,7 @@ def test_a_full_upgrade_under_load_loses_no_request(lab_factory: Callable[..., L
     assert _versions(lab) == [("ACTIVE", NEXT)] * 3
     assert load.sent > 100, load.sent
     assert load.failed == 0, load.errors
+    assert load.created > 10, "pages were created through the load balancer all along"
     events = _events(result.stdout)
     # nginx has no drain of its own: its drain is `down` already, so its maint is found done (skipped).
     done = [(e["node"], e["step"]) for e in events if e["event"] in ("phase_done", "phase_skipped") and e.get("node")]
