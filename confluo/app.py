@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluo.api.base import ApiAuth, ApiError, ClusterApi
+from confluo.api.base import ApiAuth, ApiError, ClusterApi, ClusterState
 from confluo.errors import ConfluoError, InventoryError, RefusedError
 from confluo.events import EventBus
 from confluo.execute import shared_lock
@@ -179,6 +179,8 @@ def finalize_plan(session: Session, *, retry: bool) -> Plan:
 def status(session: Session) -> dict[str, Any]:
     """The cluster and every node, and — when this machine's journal holds an unfinished run — what continues it."""
     report = cluster_status(session.inventory, session.remotes, session.api)
+    if report["state"] == ClusterState.UPGRADE_TASKS_FAILED.value:
+        report["next"] = "confluo finalize -i INVENTORY --retry"  # once the cause of the errors is fixed
     entry = _journal(session).read()
     if entry is not None and report["upgrade_mode"]:
         report["unfinished_run"] = {

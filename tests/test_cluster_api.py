@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from confluo.api.base import ClusterState, NodeState, StatusState, parse_cluster, parse_node
+from confluo.api.base import ClusterState, NodeState, StatusState, parse_cluster, parse_node, upgrade_task_errors
 from confluo.inventory import load_inventory
 from confluo.plan.order import least_busy_order
 from confluo.steps.stage import prune_candidates
@@ -61,6 +61,33 @@ def test_unknown_states_map_to_unknown_instead_of_failing() -> None:
 
 def test_missing_name_reads_as_not_configured_like_confluence() -> None:
     assert parse_node({"id": "x"}).name == "Not configured"
+
+
+def test_failed_upgrade_tasks_are_read_from_each_nodes_finalization_errors() -> None:
+    failed = {
+        "id": "a1",
+        "name": "node1",
+        "state": "UPGRADE_TASKS_FAILED",
+        "finalization": {
+            "lastRequested": 1700000000000,
+            "errors": [
+                {"clusterUpgradeTask": "AddIndex", "errors": ["duplicate key"], "exceptionMessage": "duplicate key"},
+                {"upgradeTaskName": "Other", "upgradeErrors": ["first", "second"]},
+                "a bare message",
+            ],
+        },
+    }
+    cluster = parse_cluster({"state": "UPGRADE_TASKS_FAILED", "nodes": [failed, {"id": "b2", "name": "node2"}]})
+    assert upgrade_task_errors(cluster) == [
+        "node1: AddIndex: duplicate key",
+        "node1: Other: first; second",
+        "node1: a bare message",
+    ]
+    assert parse_node({"id": "x", "finalization": None}).upgrade_task_errors == ()
+    quiet = parse_cluster({"state": "UPGRADE_TASKS_FAILED", "nodes": [{"id": "b2", "finalization": {"errors": []}}]})
+    assert upgrade_task_errors(quiet) == [
+        "the cluster API lists no error for them; each node's atlassian-confluence.log says why"
+    ]
 
 
 def test_least_busy_node_comes_first_and_ties_keep_inventory_order() -> None:

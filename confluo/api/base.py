@@ -75,6 +75,7 @@ class NodeInfo:
     build_number: str
     tasks: int
     active_users: int
+    upgrade_task_errors: tuple[str, ...] = ()  # "task: message" for each finalization error the node lists
 
     @property
     def load(self) -> int:
@@ -115,7 +116,30 @@ def parse_node(data: Mapping[str, Any]) -> NodeInfo:
         build_number=str(data.get("buildNumber") or ""),
         tasks=int(data.get("tasksTotal") or 0),
         active_users=int(data.get("activeUserCount") or 0),
+        upgrade_task_errors=_finalization_errors(data.get("finalization")),
     )
+
+
+def _finalization_errors(finalization: object) -> tuple[str, ...]:
+    """`finalization.errors`: [{clusterUpgradeTask, errors[], exceptionMessage}], one "task: message" each."""
+    if not isinstance(finalization, Mapping):
+        return ()
+    found = []
+    for entry in finalization.get("errors") or ():
+        if not isinstance(entry, Mapping):
+            found.append(str(entry))
+            continue
+        task = entry.get("clusterUpgradeTask") or entry.get("upgradeTaskName") or "an upgrade task"
+        details = [entry.get("exceptionMessage"), *(entry.get("errors") or entry.get("upgradeErrors") or ())]
+        messages = dict.fromkeys(str(detail) for detail in details if detail)  # the exception is often listed twice
+        found.append(f"{task}: {'; '.join(messages) or 'failed'}")
+    return tuple(found)
+
+
+def upgrade_task_errors(cluster: ClusterInfo) -> list[str]:
+    """What the cluster says its failed upgrade tasks failed with, one "node: task: message" each."""
+    errors = [f"{node.name}: {error}" for node in cluster.nodes for error in node.upgrade_task_errors]
+    return errors or ["the cluster API lists no error for them; each node's atlassian-confluence.log says why"]
 
 
 def parse_cluster(data: Mapping[str, Any]) -> ClusterInfo:

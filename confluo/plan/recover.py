@@ -6,7 +6,7 @@ from confluo.api.base import ClusterInfo, ClusterState
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory
 from confluo.plan.model import Plan
-from confluo.steps.cluster import CancelUpgradeMode, Finalize, RetryFinalize
+from confluo.steps.cluster import RETRY_HINT, CancelUpgradeMode, Finalize, RetryFinalize, tasks_failed
 
 
 def _settle(inventory: Inventory) -> float:
@@ -33,14 +33,17 @@ def build_cancel_plan(inventory: Inventory, cluster: ClusterInfo) -> Plan:
     idle = _idle(inventory, cluster)
     if idle is not None:
         return idle
+    if cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
+        approved = "nothing to cancel: the upgrade was approved already (upgrade mode is off)"
+        raise RefusedError([approved, *tasks_failed(cluster)], hint=f"{RETRY_HINT}; nothing was changed")
     if cluster.state is not ClusterState.READY_TO_UPGRADE:
         raise RefusedError(
             [
                 f"the cluster is {cluster.state.value} ({_versions(cluster)}): upgrade mode can only be turned off "
                 "while every node runs the version the upgrade started from"
             ],
-            hint="finish the upgrade with `confluo upgrade`, or put the upgraded nodes back on their old "
-            "installation first; nothing was changed",
+            hint="finish the upgrade with `confluo upgrade`, or go back with `confluo rollback --all` (every "
+            "upgraded node onto its old installation, then upgrade mode off); nothing was changed",
         )
     version = cluster.original_version or "?"
     return Plan(
@@ -57,10 +60,7 @@ def build_finalize_plan(inventory: Inventory, cluster: ClusterInfo, *, retry: bo
     target = next((node.version for node in cluster.nodes if node.version != source), source)
     if cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
         if not retry:
-            raise RefusedError(
-                ["the upgrade tasks failed (UPGRADE_TASKS_FAILED); the nodes' atlassian-confluence.log says why"],
-                hint="fix the cause, then `confluo finalize --retry` runs the tasks again; nothing was changed",
-            )
+            raise RefusedError(tasks_failed(cluster), hint=f"{RETRY_HINT}; nothing was changed")
         return Plan(
             inventory.cluster.name, source, target, goal="finalize", finalize=(RetryFinalize(_tasks(inventory)),)
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Sequence
 
+from confluo.api.base import ClusterState
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
@@ -25,7 +26,7 @@ from confluo.plan.rules import (
 )
 from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
 from confluo.steps.base import Host, Step
-from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize
+from confluo.steps.cluster import RETRY_HINT, CancelUpgradeMode, EnableUpgradeMode, Finalize, tasks_failed
 from confluo.steps.configure import CarryCustomizations, CopyDriver, PointHome
 from confluo.steps.repoint import Repoint
 from confluo.steps.service import StartNode, StopNode
@@ -38,6 +39,11 @@ DRIVER_DATABASES = ("mysql", "oracle")
 
 def build_plan(inventory: Inventory, facts: Facts) -> Plan:
     target = str(inventory.target.version)
+    if facts.cluster is not None and facts.cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
+        # Approved already: every node runs the new version, and only the upgrade tasks are left to run.
+        raise RefusedError(
+            tasks_failed(facts.cluster), hint=f"{RETRY_HINT}; no host and no cluster setting was changed"
+        )
     reasons: list[str] = []
     reasons += node_reasons(inventory, facts)
     source = source_version(facts, target, reasons)

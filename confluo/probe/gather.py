@@ -93,6 +93,7 @@ def cluster_status(inventory: Inventory, remotes: Mapping[str, Remote], api: Clu
                 "version_on_disk": versions.get(info.id),
                 "tasks": info.tasks,
                 "users": info.active_users,
+                "upgrade_task_errors": list(info.upgrade_task_errors),
             }
             for info in cluster.nodes
         ],

@@ -146,7 +146,9 @@ def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
         table.add_column(title)
     for row in report["nodes"]:
         table.add_row(*(str(row[key]) for key in columns.values()))
-    captions = []
+    captions = [f"{row['name']}: {error}" for row in report["nodes"] for error in row.get("upgrade_task_errors", ())]
+    if report.get("next"):
+        captions.append(f"to continue once the cause is fixed: {report['next']}")
     run = report.get("unfinished_run")
     if run:
         captions.append(
