@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from confluo.api.base import ApiAuth, ApiError, ClusterApi, ClusterState
+from confluo.carry.shell import bash_syntax_error
 from confluo.errors import ConfluoError, InventoryError, RefusedError
 from confluo.events import EventBus
 from confluo.execute import shared_lock
@@ -22,6 +23,7 @@ from confluo.execute.shared_lock import LockState
 from confluo.inventory import ClusterSettings, Inventory, Node, load_inventory
 from confluo.plan.model import Plan
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
+from confluo.plan.restart import build_restart_plan
 from confluo.plan.rollback import build_rollback_plan
 from confluo.plan.upgrade import build_plan
 from confluo.probe.facts import Facts
@@ -133,7 +135,7 @@ def make_plan(session: Session) -> tuple[Plan, Facts]:
     entry = _journal(session).read()
     if entry is not None and entry.target_version == str(session.inventory.target.version):
         facts = replace(facts, resumable_from=entry.source_version)
-    return build_plan(session.inventory, facts), facts
+    return build_plan(session.inventory, facts, shell_syntax=bash_syntax_error), facts
 
 
 def run_plan(session: Session, plan: Plan) -> RunReport:
@@ -172,6 +174,11 @@ def rollback_plan(session: Session, *, node: str | None) -> Plan:
     return build_rollback_plan(session.inventory, facts, only=node)
 
 
+def restart_plan(session: Session, *, node: str | None) -> Plan:
+    facts = gather_facts(session.inventory, session.remotes, session.api, with_archive=False)
+    return build_restart_plan(session.inventory, facts, only=node)
+
+
 def finalize_plan(session: Session, *, retry: bool) -> Plan:
     return build_finalize_plan(session.inventory, session.api.cluster(), retry=retry)
 
@@ -189,6 +196,7 @@ def status(session: Session) -> dict[str, Any]:
             "started_at": entry.started_at,
             "host": entry.host,
             "next": f"confluo upgrade -i INVENTORY --to {entry.target_version}",
+            "back": "confluo rollback -i INVENTORY --all",
         }
     try:
         lock = lock_state(session)

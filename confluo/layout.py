@@ -11,6 +11,8 @@ POM_PROPERTIES = "confluence/META-INF/maven/com.atlassian.confluence/confluence-
 INIT_PROPERTIES = "confluence/WEB-INF/classes/confluence-init.properties"
 WEBINF_LIB = "confluence/WEB-INF/lib"
 PID_FILE = "work/catalina.pid"
+# Inside every installation confluo extracts: the release's stock customization files, the next upgrade's base.
+STOCK_DIR = ".confluo/stock"
 # Relative to the login user's home; per node, since homes are often one NFS share for every node.
 STAGING_DIR = ".cache/confluo"
 # Written by the run user at runtime, so they must belong to it in a new installation.

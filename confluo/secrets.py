@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import selectors
 import shlex
 import signal
@@ -234,3 +235,46 @@ class Masker:
         for needle in self._needles:
             text = text.replace(needle, MASK)
         return text
+
+
+# --- secrets inside files: what the masker cannot know in advance ---------------------------------------------
+# A key says it holds a secret when its name contains one of these words, in any case (keystorePass, passwd,
+# ldap.bind.credential, api_token, ...). Keys are bounded runs of key characters that start a word: unbounded,
+# a 100 000-character word took minutes (every start, every split); bounded, masking stays linear.
+_WORD = r"(?:pass|pwd|secret|credential|token)"
+_KEY = rf"(?<![\w.-])[\w.-]{{0,256}}?{_WORD}[\w.-]{{0,256}}"
+_FILE_SECRETS = (
+    # key="value" / key='value': XML attributes, shell assignments, -Dkey="value"
+    re.compile(rf"""(?i)(?P<keep>{_KEY}\s*=\s*(?P<q>["']))(?P<value>[^"'\n]+)(?P=q)"""),
+    # <property name="...password">value</property>, <param-name>..secret</param-name><param-value>value<
+    re.compile(
+        rf"""(?i)(?P<keep><property\b[^>]{{0,300}}?name\s*=\s*["'][^"']{{0,256}}?{_WORD}[^"']{{0,256}}["'][^>]{{0,300}}>)(?P<value>[^<]+)"""
+    ),
+    re.compile(
+        rf"""(?i)(?P<keep><param-name>[^<]{{0,256}}?{_WORD}[^<]{{0,256}}</param-name>\s*<param-value>)(?P<value>[^<]+)"""
+    ),
+    # user:password@ in any URL (jdbc:mysql://, ldap://, https://), and Oracle's jdbc:oracle:thin:user/password@
+    re.compile(r"""(?i)(?P<keep>(?<![\w+.-])[a-z][\w+.-]{0,30}://[^/\s:@"'<>]{0,256}:)(?P<value>[^@\s/"'<>]+)(?=@)"""),
+    re.compile(r"""(?i)(?P<keep>jdbc:oracle:\w{1,20}:[^/\s:@"'<>]{0,256}/)(?P<value>[^@\s"'<>]+)(?=@)"""),
+    # a properties line, key=value, key: value or Crowd's key<blanks>value (behind a diff's or the log's prefix)
+    re.compile(rf"""(?im)^(?P<keep>[ \t+\-|#!]{{0,8}}{_KEY}(?:[ \t]*[=:][ \t]*|[ \t]+))(?P<value>[^\s"'].*?)[ \t]*$"""),
+    # key=value anywhere else: -Djavax.net.ssl.trustStorePassword=..., ;password=...; in a JDBC URL, ?token=...&
+    re.compile(rf"""(?i)(?P<keep>{_KEY}\s*[=:]\s*)(?P<value>[^\s"'<>&;,)]+)"""),
+)
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with every value a key, a URL or an XML property names as secret replaced by '******'."""
+    for pattern in _FILE_SECRETS:
+        text = pattern.sub(_masked, text)
+    return text
+
+
+def _masked(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if value == MASK:
+        return match.group(0)
+    start, end = match.span("value")
+    whole = match.group(0)
+    offset = match.start()
+    return whole[: start - offset] + MASK + whole[end - offset :]

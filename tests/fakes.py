@@ -173,7 +173,9 @@ class FakeClusterApi:
         if running:
             state = NodeState.ERROR if self.site.fails(host.name, running[1]) else NodeState.ACTIVE
         load = self.site.load.get(host.name, 0)
-        return NodeInfo(f"id-{host.name}", host.name, f"127.0.0.{10 + host.index}", state, version, "1", load, 0)
+        errors = (f"FakeUpgradeTask: {host.name}'s tasks failed",) if self.tasks_failed else ()
+        address = f"127.0.0.{10 + host.index}"
+        return NodeInfo(f"id-{host.name}", host.name, address, state, version, "1", load, 0, errors)
 
     def _state(self, nodes: tuple[NodeInfo, ...]) -> ClusterState:
         if not self.upgrade_mode:

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,9 +161,10 @@ class Kept:
 SHORT_TIMEOUTS = {"start_seconds": 20, "stop_seconds": 10, "finalize_seconds": 20, "kill_grace_seconds": 3}
 
 
-def quick(lab: LabHandle, tmp_path: Path) -> Path:
-    """The lab's inventory with SHORT_TIMEOUTS."""
-    return variant(lab, tmp_path, lambda doc: doc["defaults"]["timeouts"].update(SHORT_TIMEOUTS))
+def quick(lab: LabHandle, folder: Path, **timeouts: float) -> Path:
+    """The lab's inventory, in `folder`, with SHORT_TIMEOUTS and then `timeouts`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return variant(lab, folder, lambda doc: doc["defaults"]["timeouts"].update({**SHORT_TIMEOUTS, **timeouts}))
 
 
 def installation_running(pid: int) -> Path:
@@ -172,15 +173,18 @@ def installation_running(pid: int) -> Path:
     return Path(argv[argv.index("--install") + 1]).resolve()
 
 
-def assert_serving(lab: LabHandle, state: str, upgrade_mode: bool, versions: dict[str, str]) -> None:
-    """The cluster's state and upgrade mode, and every node ACTIVE and serving on its version: the installation in
-    use (the `current` link) and the one its running process came from are that version's."""
+def assert_serving(
+    lab: LabHandle, state: str, upgrade_mode: bool, versions: dict[str, str], *, failed: Collection[str] = ()
+) -> None:
+    """The cluster's state and upgrade mode, and every node ACTIVE (or, `failed`, UPGRADE_TASKS_FAILED) and serving
+    on its version: the installation in use (the `current` link) and the one its running process came from are
+    that version's."""
     status = lab.status()
     assert (status["cluster"]["state"], status["cluster"]["upgrade_mode"]) == (state, upgrade_mode)
     assert sorted(node["name"] for node in status["nodes"]) == sorted(versions)
     for node in status["nodes"]:
-        version = versions[node["name"]]
-        assert (node["state"], node["status"], node["version"]) == ("ACTIVE", "RUNNING", version), node
+        version, active = versions[node["name"]], "UPGRADE_TASKS_FAILED" if node["name"] in failed else "ACTIVE"
+        assert (node["state"], node["status"], node["version"]) == (active, "RUNNING", version), node
         in_use = Path(node["install_dir"]).resolve()
         assert in_use.name == version and installation_running(node["pid"]) == in_use, node
 

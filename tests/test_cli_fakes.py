@@ -3,7 +3,9 @@ table, and what each says, in milliseconds and without a terminal, root or netwo
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +25,18 @@ def site(tmp_path: Path) -> Iterator[FakeSite]:
     site.stop_all()
 
 
+class CurrentStdout(io.StringIO):
+    """sys.stdout as it is when written to: CliRunner swaps it in only once the command runs."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def confluo(site: FakeSite, *args: str, tty: bool = False, stdin: str | None = None) -> tuple[int, str, str]:
-    env = Env(stdin_isatty=tty, stdout_isatty=False, ports=site.ports())
+    env = Env(stdin_isatty=tty, stdout_isatty=False, stdout=CurrentStdout(), ports=site.ports())
     result = CliRunner().invoke(cli, [*args, "-i", str(site.inventory)], obj=env, input=stdin)
     return result.exit_code, result.stdout, result.stderr
 
@@ -121,3 +133,15 @@ def test_status_says_where_an_unfinished_run_stopped_and_what_continues_it(site:
     code, _, _ = confluo(site, "upgrade", "--yes")
     assert code == 0 and set(site.versions().values()) == {TARGET}
     assert "unfinished_run" not in json.loads(confluo(site, "status", "--json")[1])
+
+
+def test_failed_upgrade_tasks_are_shown_and_the_same_upgrade_again_retries_them(site: FakeSite) -> None:
+    site.finalize_fails = True
+    code, _, err = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.FAILED_AFTER_CHANGES and "FakeUpgradeTask: node1's tasks failed" in err
+    assert "confluo finalize --retry" in err and "POST /rest/zdu/retryUpgrade retries" not in err
+    code, _, err = confluo(site, "rollback", "--yes")
+    assert code == ExitCode.REFUSED and "upgrade tasks have started" in err
+    site.finalize_fails = False
+    code, _, _ = confluo(site, "upgrade", "--yes")
+    assert code == 0 and site.api.calls[-1] == "retry" and not site.api.upgrade_mode

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from confluo.api.base import ClusterState, NodeState, StatusState, parse_cluster, parse_node, upgrade_task_errors
+from confluo.api.base import ClusterState, NodeState, StatusState, finalization_failures, parse_cluster, parse_node
 from confluo.inventory import load_inventory
 from confluo.plan.order import least_busy_order
 from confluo.steps.stage import prune_candidates
@@ -63,33 +63,6 @@ def test_missing_name_reads_as_not_configured_like_confluence() -> None:
     assert parse_node({"id": "x"}).name == "Not configured"
 
 
-def test_failed_upgrade_tasks_are_read_from_each_nodes_finalization_errors() -> None:
-    failed = {
-        "id": "a1",
-        "name": "node1",
-        "state": "UPGRADE_TASKS_FAILED",
-        "finalization": {
-            "lastRequested": 1700000000000,
-            "errors": [
-                {"clusterUpgradeTask": "AddIndex", "errors": ["duplicate key"], "exceptionMessage": "duplicate key"},
-                {"upgradeTaskName": "Other", "upgradeErrors": ["first", "second"]},
-                "a bare message",
-            ],
-        },
-    }
-    cluster = parse_cluster({"state": "UPGRADE_TASKS_FAILED", "nodes": [failed, {"id": "b2", "name": "node2"}]})
-    assert upgrade_task_errors(cluster) == [
-        "node1: AddIndex: duplicate key",
-        "node1: Other: first; second",
-        "node1: a bare message",
-    ]
-    assert parse_node({"id": "x", "finalization": None}).upgrade_task_errors == ()
-    quiet = parse_cluster({"state": "UPGRADE_TASKS_FAILED", "nodes": [{"id": "b2", "finalization": {"errors": []}}]})
-    assert upgrade_task_errors(quiet) == [
-        "the cluster API lists no error for them; each node's atlassian-confluence.log says why"
-    ]
-
-
 def test_least_busy_node_comes_first_and_ties_keep_inventory_order() -> None:
     nodes = load_inventory(Path(__file__).parent.parent / "inventory.sample.yaml").nodes
     assert [n.name for n in nodes] == ["node1", "node2", "node3"]
@@ -119,3 +92,17 @@ def test_prune_keeps_the_installation_in_use_and_the_previous_one() -> None:
     assert doomed == ["/b/9.2.10", "/b/9.2.11"]
     after_rollback = prune_candidates(releases, keep=2, in_use="/b/9.2.10", previous="/b/9.2.11", root_dir="/b")
     assert after_rollback == ["/b/9.2.12", "/b/9.2.13", "/b/9.2.14"]
+
+
+def test_failed_upgrade_tasks_are_read_from_each_nodes_finalization() -> None:
+    failed = {"clusterUpgradeTask": "AttachmentUpgradeTask", "errors": ["disk full"], "exceptionMessage": "x"}
+    bare = {"clusterUpgradeTask": "IndexUpgradeTask", "errors": [], "exceptionMessage": "timed out"}
+    cluster = parse_cluster({"state": "UPGRADE_TASKS_FAILED", "nodes": [
+        {"name": "node1", "finalization": {"lastRequested": 1, "errors": [failed, bare]}},
+        {"name": "node2", "finalization": None},
+        {"name": "node3", "finalization": {"errors": "not a list of objects"}},
+    ]})  # fmt: skip
+    assert finalization_failures(cluster) == [
+        "node1: AttachmentUpgradeTask: disk full",
+        "node1: IndexUpgradeTask: timed out",
+    ]

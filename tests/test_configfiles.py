@@ -3,6 +3,7 @@ import time
 import pytest
 
 from confluo import configfiles
+from confluo.secrets import mask_secrets
 
 STOCK = """# Where Confluence keeps its data.
 #
@@ -31,7 +32,12 @@ def test_with_home_replaces_an_existing_setting_instead_of_adding_a_second_one()
     ("text", "home"),
     [
         ("confluence.home=/a\n", "/a"),
-        ("confluence.home = /a \n", "/a"),
+        ("confluence.home = /a \n", "/a "),  # Java keeps trailing blanks: part of the value
+        ("confluence.home: /a\n", "/a"),
+        ("confluence.home /a\n", "/a"),
+        ("confluence.home=/a\\\n    /b\n", "/a/b"),  # a continuation line
+        ("confluence.home=c:\\\\data\n", "c:\\data"),  # an escaped backslash
+        ("! confluence.home=/a\n", None),
         ("confluence.home=/a\nconfluence.home=/b\n", "/b"),
         ("# confluence.home=/a\n", None),
         ("", None),
@@ -50,7 +56,7 @@ def test_read_home_takes_the_last_uncommented_line(text: str, home: str | None) 
     ],
 )
 def test_mask_secrets_hides_password_values(line: str) -> None:
-    masked = configfiles.mask_secrets(line)
+    masked = mask_secrets(line)
     assert "hunter2" not in masked
     assert "******" in masked
 
@@ -66,5 +72,5 @@ def test_masking_stays_fast_on_a_huge_word() -> None:
     # A 100 000-character key once took minutes: the key pattern was tried at every start, every split.
     started = time.monotonic()
     for text in ("a" * 100_000, "password" * 12_500, "x.password" * 10_000 + "=v"):
-        configfiles.mask_secrets(text)
+        mask_secrets(text)
     assert time.monotonic() - started < 2

@@ -45,7 +45,7 @@ def test_an_api_url_that_is_a_node_is_replaced_while_that_node_is_down(lab_facto
     """Without a load balancer, the lab's inventory names node1's own URL as api_url: confluo says so, asks the
     other nodes while node1 is stopped, and completes."""
     lab: LabHandle = lab_factory(lb="none")
-    inventory, kept = quick(lab, tmp_path), Kept(lab)
+    inventory, kept = quick(lab, tmp_path / "short"), Kept(lab)
     assert lab.lb_url == lab.node("node1")["url"]
     result = confluo("upgrade", "-i", str(inventory), "--yes", "--json", env=confluo_env(tmp_path / "state"))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -75,23 +75,27 @@ def test_wrong_api_credentials_are_refused_before_any_change(lab: LabHandle, tmp
 
 
 def test_failed_upgrade_tasks_are_shown_and_finalize_retry_ends_stable(lab: LabHandle, tmp_path: Path) -> None:
-    """node2's upgrade tasks fail at finalize (UPGRADE_TASKS_FAILED): confluo shows the API's errors and names
-    `confluo finalize --retry`, which (once the cause is gone) runs them again to STABLE."""
+    """node2's upgrade tasks fail at finalize (UPGRADE_TASKS_FAILED, upgrade mode off): confluo shows the API's
+    errors and names `confluo finalize --retry`. While the cause remains, the same upgrade again runs the tasks
+    again and fails the same way; finalize without --retry and cancel refuse. Once the cause is gone, --retry ends
+    STABLE."""
     lab.fault("node2", "finalize-fail")
-    inventory, env, kept = quick(lab, tmp_path), confluo_env(tmp_path / "state"), Kept(lab)
+    inventory, env, kept = quick(lab, tmp_path / "short"), confluo_env(tmp_path / "state"), Kept(lab)
+    error = "node2: LabFinalizationUpgradeTask: fault injected: finalize-fail"
     with Traffic(lab.lb_url) as traffic:
-        failed = confluo("upgrade", "-i", str(inventory), "--yes", env=env)
-        assert failed.returncode == 5, failed.stdout + failed.stderr
-        assert "UPGRADE_TASKS_FAILED" in failed.stderr
-        assert "node2: LabFinalizationUpgradeTask: fault injected: finalize-fail" in failed.stderr
-        assert "`confluo finalize --retry`" in failed.stderr
-        assert lab.status()["cluster"]["state"] == "UPGRADE_TASKS_FAILED"
+        for attempt in ("upgrade", "the same upgrade again"):
+            failed = confluo("upgrade", "-i", str(inventory), "--yes", env=env)
+            assert failed.returncode == 5, (attempt, failed.stdout + failed.stderr)
+            assert "UPGRADE_TASKS_FAILED" in failed.stderr and error in failed.stderr
+            assert "`confluo finalize --retry`" in failed.stderr
+            assert_serving(lab, "UPGRADE_TASKS_FAILED", False, every_node(NEXT), failed={"node2"})
+        assert "POST /rest/zdu/retryUpgrade" in failed.stdout, "the second run retried the tasks"
 
-        for command in ("upgrade", "finalize", "cancel"):  # each refuses, showing the errors, naming the retry
+        for command in ("finalize", "cancel"):  # each refuses, showing the errors, naming the retry
             refused = confluo(command, "-i", str(inventory), "--yes", env=env)
             assert refused.returncode == 3, refused.stdout + refused.stderr
-            assert "node2: LabFinalizationUpgradeTask: fault injected: finalize-fail" in refused.stderr
-            assert "`confluo finalize --retry`" in refused.stderr and "nothing was changed" in refused.stderr
+            assert error in refused.stderr and "nothing was changed" in refused.stderr
+            assert "`confluo finalize --retry`" in refused.stderr
         status = json.loads(confluo("status", "-i", str(inventory), "--json", env=env).stdout)
         assert status["next"] == "confluo finalize -i INVENTORY --retry"
 
@@ -106,7 +110,7 @@ def test_failed_upgrade_tasks_are_shown_and_finalize_retry_ends_stable(lab: LabH
 
 def test_cancel_turns_upgrade_mode_off_while_no_node_is_upgraded(lab: LabHandle, tmp_path: Path) -> None:
     start_upgrade_mode(lab)
-    inventory, kept = quick(lab, tmp_path), Kept(lab)
+    inventory, kept = quick(lab, tmp_path / "short"), Kept(lab)
     with Traffic(lab.lb_url) as traffic:
         result = confluo("cancel", "-i", str(inventory), "--yes", env=confluo_env(tmp_path / "state"))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -119,14 +123,15 @@ def test_cancel_turns_upgrade_mode_off_while_no_node_is_upgraded(lab: LabHandle,
 def test_cancel_from_mixed_is_refused_naming_upgrade_and_rollback(lab: LabHandle, tmp_path: Path) -> None:
     """confluo is killed once node1 runs 9.2.14 (MIXED): cancel changes nothing and says how to go on; the
     upgrade it names then completes."""
-    inventory, env, kept = quick(lab, tmp_path), confluo_env(tmp_path / "state"), Kept(lab)
+    inventory, env, kept = quick(lab, tmp_path / "short"), confluo_env(tmp_path / "state"), Kept(lab)
+    soaking = quick(lab, tmp_path / "soaking", min_ready_seconds=30)  # node2 waits: the kill comes first
 
     def kill_after_the_first_node(event: dict[str, Any], process: subprocess.Popen[str]) -> None:
         if event["event"] == "node_done":
             process.kill()
 
     with Traffic(lab.lb_url) as traffic:
-        killed = upgrade_watching(inventory, kill_after_the_first_node, env=env)
+        killed = upgrade_watching(soaking, kill_after_the_first_node, env=env)
         assert killed.exit_code == -signal.SIGKILL
         assert_serving(lab, "MIXED", True, {"node1": NEXT, "node2": OLD, "node3": OLD})
         before = snapshot(lab)

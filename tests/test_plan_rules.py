@@ -188,6 +188,7 @@ def test_the_mysql_driver_is_carried_and_old_releases_pruned_beyond_keep(tmp_pat
 
 def test_a_host_configured_as_its_own_node_passes_the_identity_check(tmp_path: Path) -> None:
     own = {
-        "bin/setenv.sh": "# -Dconfluence.cluster.node.name=old\nCATALINA_OPTS=-Dconfluence.cluster.node.name=node1\n"
+        "bin/setenv.sh": "# -Dconfluence.cluster.node.name=old\nCATALINA_OPTS=-Dconfluence.cluster.node.name=node1\n",
+        "conf/server.xml": "<Server/>\n",
     }
     assert build_plan(inventory(tmp_path), with_node(facts(), 0, files=own)).rolling

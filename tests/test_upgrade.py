@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from labkit import NEXT, LabHandle, start_lab, wait_until
 from labruns import Traffic, confluo, confluo_env, kept, snapshot, upgrade_watching, variant
 
@@ -83,14 +84,23 @@ def test_plan_probes_for_real_and_changes_nothing(lab: LabHandle) -> None:
     assert f'+        <Connector address="{node1["address"]}"' in result.stdout
     assert "sudo -n /usr/bin/mv -T" in result.stdout
 
-    # A server.xml holding a keystore password may be unreadable to the login user: still carried, as root.
+    # A server.xml holding a keystore password may be unreadable to the login user: it cannot be merged, so the
+    # plan refuses and says how to go on, unless the inventory says to copy it whole (as root, unseen).
     (Path(node1["install_dir"]).resolve() / "conf/server.xml").chmod(0o600)
     unreadable = confluo("plan", "-i", str(lab.inventory), "--to", NEXT)
-    assert "(the login user cannot read it: copied as root, unseen)" in unreadable.stdout
+    assert unreadable.returncode == 3
+    assert "node1: conf/server.xml: the login user cannot read it, so it cannot be merged" in unreadable.stderr
+    document = yaml.safe_load(lab.inventory.read_text())
+    document["customizations"]["resolve"] = {"conf/server.xml": "keep-mine"}
+    kept = lab.inventory.with_name("keep-mine.yaml")
+    kept.write_text(yaml.safe_dump(document))
+    copied = confluo("plan", "-i", str(kept), "--to", NEXT)
+    assert copied.returncode == 0, copied.stderr
+    assert "resolved in the inventory: yours kept whole" in copied.stdout
     assert (
-        "sudo -n /usr/bin/cp -p -- " + str(Path(node1["install_dir"]).resolve() / "conf/server.xml")
-        in unreadable.stdout
+        "sudo -n /usr/bin/cp -p -- " + str(Path(node1["install_dir"]).resolve() / "conf/server.xml") in copied.stdout
     )
+    (Path(node1["install_dir"]).resolve() / "conf/server.xml").chmod(0o644)
 
     as_json = json.loads(confluo("plan", "-i", str(lab.inventory), "--json").stdout)
     assert as_json["target_version"] == NEXT

@@ -75,7 +75,7 @@ class NodeInfo:
     build_number: str
     tasks: int
     active_users: int
-    upgrade_task_errors: tuple[str, ...] = ()  # "task: message" for each finalization error the node lists
+    finalization_errors: tuple[str, ...] = ()  # what the node's failed upgrade tasks reported
 
     @property
     def load(self) -> int:
@@ -116,30 +116,26 @@ def parse_node(data: Mapping[str, Any]) -> NodeInfo:
         build_number=str(data.get("buildNumber") or ""),
         tasks=int(data.get("tasksTotal") or 0),
         active_users=int(data.get("activeUserCount") or 0),
-        upgrade_task_errors=_finalization_errors(data.get("finalization")),
+        finalization_errors=_finalization_errors(data.get("finalization")),
     )
 
 
-def _finalization_errors(finalization: object) -> tuple[str, ...]:
-    """`finalization.errors`: [{clusterUpgradeTask, errors[], exceptionMessage}], one "task: message" each."""
+def _finalization_errors(finalization: Any) -> tuple[str, ...]:
+    """`finalization.errors[]`: {clusterUpgradeTask, errors[], exceptionMessage}, each as one line."""
     if not isinstance(finalization, Mapping):
         return ()
-    found = []
-    for entry in finalization.get("errors") or ():
-        if not isinstance(entry, Mapping):
-            found.append(str(entry))
+    lines = []
+    for error in finalization.get("errors") or ():
+        if not isinstance(error, Mapping):
             continue
-        task = entry.get("clusterUpgradeTask") or entry.get("upgradeTaskName") or "an upgrade task"
-        details = [entry.get("exceptionMessage"), *(entry.get("errors") or entry.get("upgradeErrors") or ())]
-        messages = dict.fromkeys(str(detail) for detail in details if detail)  # the exception is often listed twice
-        found.append(f"{task}: {'; '.join(messages) or 'failed'}")
-    return tuple(found)
+        details = [str(e) for e in error.get("errors") or () if e] or [str(error.get("exceptionMessage") or "")]
+        lines.append(f"{error.get('clusterUpgradeTask') or 'an upgrade task'}: {'; '.join(d for d in details if d)}")
+    return tuple(lines)
 
 
-def upgrade_task_errors(cluster: ClusterInfo) -> list[str]:
-    """What the cluster says its failed upgrade tasks failed with, one "node: task: message" each."""
-    errors = [f"{node.name}: {error}" for node in cluster.nodes for error in node.upgrade_task_errors]
-    return errors or ["the cluster API lists no error for them; each node's atlassian-confluence.log says why"]
+def finalization_failures(cluster: ClusterInfo) -> list[str]:
+    """Every node's failed upgrade tasks, as `node: task: error` lines."""
+    return [f"{node.name}: {error}" for node in cluster.nodes for error in node.finalization_errors]
 
 
 def parse_cluster(data: Mapping[str, Any]) -> ClusterInfo:

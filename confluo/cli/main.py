@@ -7,7 +7,7 @@ import signal
 import click
 
 from confluo import __version__
-from confluo.cli import inventory, lock, recover, upgrade
+from confluo.cli import inventory, lock, operate, recover, upgrade
 from confluo.cli.env import Env
 from confluo.cli.options import EXIT_CODES_HELP
 from confluo.errors import Terminated
@@ -22,9 +22,9 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Env)
 
 
-for command in (upgrade.plan, upgrade.upgrade, upgrade.status, recover.cancel, recover.finalize):
+for command in (upgrade.plan, upgrade.upgrade, upgrade.status, recover.rollback, recover.cancel, recover.finalize):
     cli.add_command(command)
-for command in (lock.lock, inventory.inventory, lab):
+for command in (operate.restart, lock.lock, inventory.inventory, lab):
     cli.add_command(command)
 
 

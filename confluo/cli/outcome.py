@@ -58,9 +58,9 @@ def session_for(
         fail(
             ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED,
             "terminated (SIGTERM)" if terminated else "interrupted",
-            "the node in progress was put back on the installation it ran before; nothing is half-done on disk. "
-            "Upgrade mode may still be on: the same `confluo upgrade` again continues where this stopped, and "
-            "`confluo status` shows where the cluster stands",
+            "the node in progress was brought back to serving first; nothing is half-done on disk. Upgrade mode "
+            "may still be on: the same command again continues where this stopped, and `confluo status` shows "
+            "where the cluster stands and what continues it",
         )
     except click.exceptions.Exit:
         raise

@@ -73,13 +73,7 @@ class Runner:
         self._cluster_steps(plan.finalize, "finalize" if upgrade else plan.goal)
         for step in plan.prune:
             self._do(step, phase="prune")
-        self.events.emit(
-            "run_finished",
-            f"{plan.cluster_name} runs {plan.target_version} on every node; the cluster is STABLE"
-            if upgrade
-            else f"{plan.goal}: done; the cluster is STABLE",
-            result="success",
-        )
+        self.events.emit("run_finished", plan.ending(), result="success")
 
     # -- phases ----------------------------------------------------------------------------------------------
 
@@ -157,7 +151,7 @@ class Runner:
             return None
 
     def _node(self, work: NodeWork) -> None:
-        doing = "rolling back" if self.plan.goal == "rollback" else "upgrading"
+        doing = "upgrading" if self.plan.goal == "upgrade" else self.plan.doing
         self.events.emit("node_started", f"{work.node}: {doing}", node=work.node)
         stopped = False  # before its stop completes, a failure changed nothing on the node: nothing to undo
         try:
@@ -165,7 +159,8 @@ class Runner:
                 self._do(step, phase=step.name)
                 stopped = stopped or step.kind is StepKind.STOP
         except StepFailed as failure:
-            if self.on_failure == "rollback" and stopped:
+            # A node that fails while going back stays as it is: there is nothing further back to go to.
+            if self.on_failure == "rollback" and stopped and self.plan.goal == "upgrade":
                 self._roll_back(work, failure)
             raise
         except KeyboardInterrupt:
@@ -179,7 +174,7 @@ class Runner:
     def _roll_back(self, work: NodeWork, failure: StepFailed | None) -> None:
         """The node back on its old installation, ACTIVE on the source version; upgrade mode off if no node
         remains upgraded. Raises what the user reads; returns only after an interrupt (which then goes on)."""
-        source = self.plan.source_version
+        source = work.back_on or self.plan.source_version
         if not work.rollback:
             return  # the plan found no old installation to go back to; the failure says what happened
         self.events.emit("rollback_started", f"{work.node}: putting it back on {source}", node=work.node)

@@ -19,6 +19,7 @@ from confluo.inventory.load import InventoryReadError, read_document
 from confluo.inventory.model import (
     DEFAULT_CUSTOMIZATION_FILES,
     ApacheBalancer,
+    Carry,
     ClusterSettings,
     CommandBalancer,
     Credentials,
@@ -109,6 +110,7 @@ def _local_file_problems(inventory: Inventory) -> list[str]:
 __all__ = [
     "DEFAULT_CUSTOMIZATION_FILES",
     "ApacheBalancer",
+    "Carry",
     "ClusterSettings",
     "CommandBalancer",
     "Credentials",

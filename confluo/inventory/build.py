@@ -29,6 +29,7 @@ from confluo.inventory.schema import (
     ApacheSection,
     CommandSection,
     CredentialsSection,
+    CustomizationsSection,
     HaproxySection,
     InventoryFile,
     NginxSection,
@@ -298,7 +299,14 @@ def _inventory(parsed: InventoryFile, path: Path, version: Version, context: dic
         load_balancer=_load_balancer(parsed.load_balancer, default_ssh, context),
         nodes=nodes,
         on_failure=parsed.on_failure,
+        carry=_carry(customizations),
     )
+
+
+def _carry(section: CustomizationsSection | None) -> model.Carry:
+    if section is None:
+        return model.Carry()
+    return model.Carry(section.base_archive, section.base_sha256, section.accept_two_way, dict(section.resolve or {}))
 
 
 def _remote(path: str | None) -> PurePosixPath | None:

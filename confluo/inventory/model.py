@@ -5,7 +5,8 @@ Nothing here reads YAML or knows about the schema library; `load.py` and `schema
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -37,6 +38,7 @@ DEFAULT_CUSTOMIZATION_FILES: tuple[str, ...] = (
     "confluence/WEB-INF/classes/seraph-config.xml",
     "confluence/WEB-INF/classes/crowd.properties",
 )
+RESOLUTION_WORDS = ("keep-mine", "take-release")  # customizations.resolve's values besides a file's path
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 MIN_KEEP_RELEASES = 2  # the release in use and the previous one, for a rollback
 
@@ -219,6 +221,17 @@ COMMAND_PLACEHOLDERS = ("server", "host", "node")
 
 
 @dataclass(frozen=True)
+class Carry:
+    """How customization files are carried: where the old release's stock files come from, and the
+    administrator's per-file resolutions (keep-mine, take-release, or a local file's path)."""
+
+    base_archive: str | None = None
+    base_sha256: str | None = None
+    accept_two_way: bool = False
+    resolve: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path
     cluster: ClusterSettings
@@ -229,3 +242,4 @@ class Inventory:
     load_balancer: LoadBalancer | None
     nodes: tuple[Node, ...]
     on_failure: OnFailure = "rollback"  # what an upgrade does when a node fails: roll that node back, or halt
+    carry: Carry = field(default_factory=Carry)

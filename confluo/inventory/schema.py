@@ -32,6 +32,7 @@ from confluo.inventory.model import (
     MIN_KEEP_RELEASES,
     ON_DRAIN_TIMEOUT,
     ON_FAILURE,
+    RESOLUTION_WORDS,
     SERVICE_KINDS,
     TRANSFER_MODES,
     TRANSPORTS,
@@ -243,6 +244,18 @@ Sha256 = Annotated[str, BeforeValidator(_sha256_text), _pattern("[0-9a-fA-F]{64}
 Archive = Annotated[str, AfterValidator(_with_base_dir(_archive)), _schema(minLength=1)]
 
 
+def _resolution(value: str, base_dir: Path) -> str:
+    """keep-mine, take-release, or the path of a file on this machine that holds the resolved text."""
+    return value if value in RESOLUTION_WORDS else values.local_path(value, base_dir)
+
+
+Resolution = Annotated[
+    str,
+    AfterValidator(_with_base_dir(_resolution)),
+    _schema(minLength=1, examples=[*RESOLUTION_WORDS, "resolved/server.xml"]),
+]
+
+
 # --- sections -------------------------------------------------------------------------------------------------
 
 
@@ -409,6 +422,21 @@ class CustomizationsSection(Section):
     """Replaces the default list."""
     extra_files: Annotated[list[RelativePath], BeforeValidator(_list_of("paths", at_most=MAX_PATHS))] | None = None
     """Added to the list."""
+    base_archive: Archive | None = None
+    """The archive of the release the nodes run now (a local path or an http(s) URL): its stock files are the
+    base of the three-way merge when the installation was not extracted by confluo."""
+    base_sha256: Sha256 | None = None
+    """base_archive's SHA-256, in quotes; required for a URL."""
+    accept_two_way: bool = False
+    """Without a base, keep your files whole (the release's changes to them are lost) instead of refusing."""
+    resolve: dict[RelativePath, Resolution] | None = None
+    """Per file: keep-mine, take-release, or the path of a file holding the resolved text."""
+
+    @model_validator(mode="after")
+    def _needs(self) -> CustomizationsSection:
+        if self.base_archive is not None and "://" in self.base_archive and self.base_sha256 is None:
+            fail("missing; an archive given by URL needs its SHA-256 checksum", field="base_sha256")
+        return self
 
 
 # --- load balancers ---------------------------------------------------------------------------------------------

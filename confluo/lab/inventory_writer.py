@@ -31,6 +31,9 @@ def inventory_document(lab: Lab) -> dict[str, Any]:
             "sha256": sha256_of(lab.next_archive),
         },
         "database": lab.db,
+        # The nodes were installed by the lab, not extracted by confluo: the running release's archive is the
+        # base of the customizations' three-way merge.
+        "customizations": {"base_archive": str(lab.source_archive), "base_sha256": sha256_of(lab.source_archive)},
         "defaults": _defaults(lab),
         "keep_releases": 3,
         "nodes": [_node(node) for node in lab.nodes],

@@ -17,7 +17,6 @@ import secrets
 import shutil
 import sqlite3
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -112,9 +111,10 @@ def _build(lab: Lab, progress: Progress) -> None:
         progress("local mode: no sshd, no users; every node runs as you")
     progress(f"building atlassian-confluence-{lab.version}.tar.gz and installing {lab.node_count} nodes")
     _create_database(lab)
-    with tempfile.TemporaryDirectory(prefix="confluo-lab-dist-") as dist:
-        archive = tarball.build_archive(lab.version, Path(dist))
-        _parallel(lambda node: _provision_node(lab, node, archive), lab.nodes)
+    # Kept in the lab folder: the inventory names it as the installed release's archive (the merge's base).
+    archive = tarball.build_archive(lab.version, lab.dir)
+    archive.chmod(0o644)
+    _parallel(lambda node: _provision_node(lab, node, archive), lab.nodes)
     if lab.ssh:
         progress("starting one sshd per node")
         _parallel(lambda node: hosts.start_sshd(node.sshd), lab.nodes)

@@ -150,6 +150,11 @@ class Lab:
         return self.dir / f"atlassian-confluence-{self.next_version}.tar.gz"
 
     @property
+    def source_archive(self) -> Path:
+        """The installed release's archive, kept for the three-way merge's base."""
+        return self.dir / f"atlassian-confluence-{self.version}.tar.gz"
+
+    @property
     def db_file(self) -> Path:
         return self.dir / "db" / "confluence.db"
 

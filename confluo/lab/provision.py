@@ -129,6 +129,52 @@ def set_confluence_home(init_properties: str, home: Path) -> str:
     return "\n".join(kept).rstrip("\n") + f"\nconfluence.home={home}\n"
 
 
+# Secrets an administrator's files carry, planted in every lab node so that tests can prove confluo never shows,
+# logs or stores one (they are not credentials of anything).
+CROWD_APP_PASSWORD = "Crowd-app-s3cret-7Q"  # noqa: S105 - planted on purpose, protects nothing
+KEYSTORE_PASSWORD = "Keystore-s3cret-9Z"  # noqa: S105
+TRUSTSTORE_PASSWORD = "Truststore-s3cret-4K"  # noqa: S105
+PLANTED_SECRETS = (CROWD_APP_PASSWORD, KEYSTORE_PASSWORD, TRUSTSTORE_PASSWORD)
+PROXY_NAME = "confluence.lab.example"
+
+
+def behind_https_proxy(server_xml: str) -> str:
+    """What administrators do to the stock server.xml: the live Connector told it sits behind an HTTPS proxy,
+    more threads, and the HTTPS template (left commented) filled in with a real keystore."""
+    proxy = f' scheme="https" secure="true" proxyName="{PROXY_NAME}" proxyPort="443"'
+    edited = re.sub(
+        r'(<Connector\b[^>]*?protocol="org\.apache\.coyote\.http11\.Http11NioProtocol")(/>)',
+        lambda m: m[1] + proxy + m[2],
+        server_xml,
+        count=1,
+    )
+    edited = edited.replace('maxThreads="48"', 'maxThreads="100"', 1)
+    edited = edited.replace('keystoreFile="/path/to/keystore"', 'keystoreFile="/etc/confluence/keystore.p12"')
+    return edited.replace('keystorePass="<MY_CERTIFICATE_PASSWORD>"', f'keystorePass="{KEYSTORE_PASSWORD}"')
+
+
+def tuned_setenv(setenv_sh: str) -> str:
+    """A bigger heap and a truststore password, in the section the file says to change."""
+    edited = setenv_sh.replace("-Xms1024m -Xmx1024m", "-Xms2048m -Xmx2048m", 1)
+    trust = f'CATALINA_OPTS="-Djavax.net.ssl.trustStorePassword={TRUSTSTORE_PASSWORD} ${{CATALINA_OPTS}}"\n'
+    return re.sub(r"^(CATALINA_OPTS=\"-Xms[^\n]*\n)", lambda m: m[1] + trust, edited, count=1, flags=re.M)
+
+
+def crowd_sso(seraph_config: str) -> str:
+    """Crowd SSO as the file's comment says: the default authenticator commented out, Crowd's enabled."""
+    default = '<authenticator class="com.atlassian.confluence.user.ConfluenceAuthenticator"/>'
+    crowd = '<authenticator class="com.atlassian.confluence.user.ConfluenceCrowdSSOAuthenticator"/>'
+    return seraph_config.replace(default, f"<!-- {default} -->", 1).replace(f"<!-- {crowd} -->", crowd, 1)
+
+
+def crowd_client(crowd_properties: str) -> str:
+    """The application's real password and the Crowd server's URL, in Crowd's own key<blanks>value layout."""
+    edited = re.sub(
+        r"^(application\.password\s+)\S+", lambda m: m[1] + CROWD_APP_PASSWORD, crowd_properties, flags=re.M
+    )
+    return edited.replace("http://localhost:8095/", "https://crowd.lab.example/")
+
+
 def _edit(path: Path, change: str) -> None:
     """Rewrite a text file, keeping its mode (scripts stay executable)."""
     mode = path.stat().st_mode & 0o7777
@@ -152,9 +198,13 @@ def customize_install(
     """Apply the per-node changes a production installation carries (and an upgrade must carry over)."""
     kind = _db_kind(db_kind)
     server_xml = install_dir / SERVER_XML
-    _edit(server_xml, set_connector_address(server_xml.read_text(encoding="utf-8"), address))
+    _edit(server_xml, behind_https_proxy(set_connector_address(server_xml.read_text(encoding="utf-8"), address)))
     setenv = install_dir / SETENV_SH
-    _edit(setenv, set_node_name(setenv.read_text(encoding="utf-8"), node_name))
+    _edit(setenv, tuned_setenv(set_node_name(setenv.read_text(encoding="utf-8"), node_name)))
+    classes = install_dir / "confluence" / "WEB-INF" / "classes"
+    for name, change in (("seraph-config.xml", crowd_sso), ("crowd.properties", crowd_client)):
+        if (classes / name).is_file():
+            _edit(classes / name, change((classes / name).read_text(encoding="utf-8")))
     user_sh = install_dir / "bin" / "user.sh"
     _edit(user_sh, set_conf_user(user_sh.read_text(encoding="utf-8"), conf_user))
     init_properties = install_dir / INIT_PROPERTIES

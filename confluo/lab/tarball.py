@@ -1,7 +1,8 @@
 """Builds the lab's ``atlassian-confluence-VERSION.tar.gz``: a release laid out like Atlassian's.
 
 The archive holds the files an upgrade tool touches (bin/*.sh, conf/server.xml, confluence-init.properties,
-the bundled JDBC driver, pom.properties) and the node program that plays Confluence: the package
+seraph-config.xml and crowd.properties, as each version ships them: see stock.py; the bundled JDBC driver,
+pom.properties) and the node program that plays Confluence: the package
 ``confluo.lab.node`` as a zipapp, ``lib/confluence-node.pyz``, which the host's python3 runs as it is.
 Without padding the archive is byte-for-byte reproducible; padding is pseudo-random (incompressible) so
 that a large archive really costs what a real ~700 MB release costs to copy and verify.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluo.lab import node as node_package
+from confluo.lab import stock
 from confluo.lab.node.versions import parse_version
 
 MiB = 1024 * 1024
@@ -108,22 +110,6 @@ cluster node (/status, the rolling upgrade REST API under /rest/zdu, a few pages
 Logs go to logs/catalina.out and <local home>/logs/atlassian-confluence.log.
 """
 
-_SETENV_SH = """\
-# Environment for Confluence, read at every start.
-#
-# Memory and garbage collection settings, plus any JVM system properties this node needs, go into
-# CATALINA_OPTS. A cluster node usually names itself here, for example:
-#   CATALINA_OPTS="-Dconfluence.cluster.node.name=node1 ${CATALINA_OPTS}"
-# Keep your changes when you upgrade: a new release ships this file without them.
-
-CATALINA_OPTS="-Xms1024m -Xmx1024m -XX:+UseG1GC ${CATALINA_OPTS}"
-
-# Options for the lab build: where the JVM would be, Python runs the node.
-JRE_HOME="${JRE_HOME:-}"
-
-export CATALINA_OPTS
-"""
-
 _USER_SH = """\
 # The account that runs Confluence. When it is set, start-confluence.sh started by root switches to
 # this account, and refuses to start when run by any other account.
@@ -163,66 +149,6 @@ _INIT_PROPERTIES = """\
 # Remove the '#' in front of the line below and set your path:
 
 # confluence.home=d:/confluence/home
-"""
-
-_SERVER_XML = """\
-<?xml version="1.0" encoding="UTF-8"?>
-<Server port="8000" shutdown="SHUTDOWN" debug="0">
-    <Service name="Tomcat-Standalone">
-        <!--
-        ============================================================================================
-        Default: a plain HTTP connector, Confluence answers directly on port 8090 of every address.
-        Add address="..." to listen on one address only.
-        ============================================================================================
-        -->
-        <Connector port="8090" connectionTimeout="20000" redirectPort="8443"
-                   maxThreads="48" minSpareThreads="10"
-                   enableLookups="false" acceptCount="10" debug="0" URIEncoding="UTF-8"
-                   protocol="org.apache.coyote.http11.Http11NioProtocol"/>
-
-        <!--
-        ============================================================================================
-        Behind a reverse proxy that terminates HTTPS: use this connector instead of the one above.
-        <Connector port="8090" address="0.0.0.0" connectionTimeout="20000" redirectPort="8443"
-                   maxThreads="48" minSpareThreads="10" enableLookups="false" acceptCount="10"
-                   URIEncoding="UTF-8" protocol="org.apache.coyote.http11.Http11NioProtocol"
-                   scheme="https" secure="true" proxyName="confluence.example.com" proxyPort="443"/>
-        ============================================================================================
-        -->
-
-        <Engine name="Standalone" defaultHost="localhost" debug="0">
-            <Host name="localhost" debug="0" appBase="webapps" unpackWARs="true" autoDeploy="false"
-                  startStopThreads="4">
-                <Context path="${confluence.context.path}" docBase="../confluence" debug="0"
-                         reloadable="false" useHttpOnly="true">
-                    <Manager pathname=""/>
-                    <Valve className="org.apache.catalina.valves.StuckThreadDetectionValve" threshold="60"/>
-                </Context>
-                <Context path="${confluence.context.path}/synchrony-proxy" docBase="../synchrony-proxy"
-                         debug="0" reloadable="false" useHttpOnly="true">
-                    <Valve className="org.apache.catalina.valves.StuckThreadDetectionValve" threshold="60"/>
-                </Context>
-            </Host>
-        </Engine>
-    </Service>
-</Server>
-"""
-
-_SERAPH_CONFIG = """\
-<?xml version="1.0" encoding="UTF-8"?>
-<security-config>
-    <parameters>
-        <init-param>
-            <param-name>login.url</param-name>
-            <param-value>/login.action?os_destination=${originalurl}</param-value>
-        </init-param>
-        <init-param>
-            <param-name>cookie.encoding</param-name>
-            <param-value>cNf</param-value>
-        </init-param>
-    </parameters>
-    <authenticator class="com.atlassian.confluence.user.ConfluenceAuthenticator"/>
-</security-config>
 """
 
 _POM_PROPERTIES = """\
@@ -406,17 +332,18 @@ def _release_members(version: str) -> list[_Member]:
     return [
         text("README.txt", _README.format(version=version)),
         text("bin/catalina.sh", _CATALINA_SH, 0o755),
-        text("bin/setenv.sh", _SETENV_SH, 0o755),
+        text("bin/setenv.sh", stock.setenv_sh(version), 0o755),
         text("bin/start-confluence.sh", _START_SH, 0o755),
         text("bin/stop-confluence.sh", _STOP_SH, 0o755),
         text("bin/user.sh", _USER_SH, 0o755),
-        text("conf/server.xml", _SERVER_XML),
+        text("conf/server.xml", stock.server_xml(version)),
         text(
             "confluence/META-INF/maven/com.atlassian.confluence/confluence-webapp/pom.properties",
             _POM_PROPERTIES.format(version=version),
         ),
         text("confluence/WEB-INF/classes/confluence-init.properties", _INIT_PROPERTIES),
-        text("confluence/WEB-INF/classes/seraph-config.xml", _SERAPH_CONFIG),
+        text("confluence/WEB-INF/classes/seraph-config.xml", stock.SERAPH_CONFIG),
+        text("confluence/WEB-INF/classes/crowd.properties", stock.CROWD_PROPERTIES),
         _Member(f"confluence/WEB-INF/lib/{POSTGRESQL_JAR}", postgresql_jar()),
         _Member(NODE_PROGRAM, node_program_pyz(), 0o755),
         _Member("logs"),

@@ -25,6 +25,7 @@ class NodeWork:
     steps: tuple[Step, ...]
     rollback: tuple[Step, ...] = ()
     upgraded: bool = False  # it ran the target already when the plan was made (a resumed run)
+    back_on: str | None = None  # the version `rollback` lands on, when not the plan's source version
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,22 @@ class Plan:
     notes: tuple[str, ...] = ()  # worth knowing before saying yes, no reason to refuse
 
     @property
+    def doing(self) -> str:
+        """What the rolling phase does to each node, as its events and the plan name it."""
+        return {"rollback": "rolling back", "restart": "restarting"}.get(self.goal, "rolling")
+
+    def ending(self) -> str:
+        """How the cluster stands once the plan has run."""
+        if self.goal == "upgrade":
+            return f"{self.cluster_name} runs {self.target_version} on every node; the cluster is STABLE"
+        if self.goal == "restart":
+            return f"restart: {', '.join(self.order)} restarted, each ACTIVE again on {self.target_version}"
+        if self.goal == "rollback" and not self.finalize:
+            back = ", ".join(self.order)
+            return f"rollback: {back} back on {self.target_version}; upgrade mode stays on while others run the new one"
+        return f"{self.goal}: done; the cluster is STABLE"
+
+    @property
     def order(self) -> tuple[str, ...]:
         return tuple(work.node for work in self.rolling)
 
@@ -76,7 +93,7 @@ class Plan:
         """Every step in the order the run takes them."""
         planned = [PlannedStep(Phase.PRESTAGE.value, w.node, s) for w in self.prestage for s in w.steps]
         planned += [PlannedStep(Phase.UPGRADE_MODE.value, None, s) for s in self.before]
-        rolling = "rolling back" if self.goal == "rollback" else "rolling"
+        rolling = self.doing
         for work in self.rolling:
             planned += [PlannedStep(f"{rolling}: {work.node}", work.node, s) for s in work.steps]
         planned += [PlannedStep(Phase.FINALIZE.value, None, s) for s in self.finalize]

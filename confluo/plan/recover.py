@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from confluo.api.base import ClusterInfo, ClusterState
+from confluo.api.base import ClusterInfo, ClusterState, finalization_failures
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory
 from confluo.plan.model import Plan
-from confluo.steps.cluster import RETRY_HINT, CancelUpgradeMode, Finalize, RetryFinalize, tasks_failed
+from confluo.steps.cluster import CancelUpgradeMode, Finalize, RetryFinalize
+
+_RETRY_HINT = "fix the cause, then `confluo finalize --retry` runs the tasks again; nothing was changed"
 
 
 def _settle(inventory: Inventory) -> float:
@@ -19,6 +21,13 @@ def _tasks(inventory: Inventory) -> float:
 
 def _versions(cluster: ClusterInfo) -> str:
     return ", ".join(f"{node.name} {node.state.value} on {node.version}" for node in cluster.nodes)
+
+
+def _tasks_failed(cluster: ClusterInfo) -> list[str]:
+    return [
+        "the upgrade tasks failed (UPGRADE_TASKS_FAILED); the nodes' atlassian-confluence.log says why",
+        *finalization_failures(cluster),
+    ]
 
 
 def _idle(inventory: Inventory, cluster: ClusterInfo) -> Plan | None:
@@ -35,7 +44,7 @@ def build_cancel_plan(inventory: Inventory, cluster: ClusterInfo) -> Plan:
         return idle
     if cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
         approved = "nothing to cancel: the upgrade was approved already (upgrade mode is off)"
-        raise RefusedError([approved, *tasks_failed(cluster)], hint=f"{RETRY_HINT}; nothing was changed")
+        raise RefusedError([approved, *_tasks_failed(cluster)], hint=_RETRY_HINT)
     if cluster.state is not ClusterState.READY_TO_UPGRADE:
         raise RefusedError(
             [
@@ -51,6 +60,20 @@ def build_cancel_plan(inventory: Inventory, cluster: ClusterInfo) -> Plan:
     )
 
 
+def build_tasks_again_plan(inventory: Inventory, cluster: ClusterInfo, reasons: list[str]) -> Plan:
+    """`confluo upgrade` after UPGRADE_TASKS_FAILED: what `finalize --retry` does, for the upgrade to the inventory's
+    version whose upgrade tasks failed; `reasons` (unreachable nodes, ...) refuse it."""
+    target = str(inventory.target.version)
+    ran = sorted({node.version for node in cluster.nodes})
+    if ran != [target]:
+        reasons.append(
+            f"the upgrade to {', '.join(ran)} was approved and its upgrade tasks failed: it is finished first"
+        )
+    if reasons:
+        raise RefusedError([*reasons, *_tasks_failed(cluster)], hint=_RETRY_HINT)
+    return build_finalize_plan(inventory, cluster, retry=True)
+
+
 def build_finalize_plan(inventory: Inventory, cluster: ClusterInfo, *, retry: bool) -> Plan:
     """Approve once every node runs the new version; after UPGRADE_TASKS_FAILED, `retry` runs the tasks again."""
     idle = _idle(inventory, cluster)
@@ -60,7 +83,7 @@ def build_finalize_plan(inventory: Inventory, cluster: ClusterInfo, *, retry: bo
     target = next((node.version for node in cluster.nodes if node.version != source), source)
     if cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
         if not retry:
-            raise RefusedError(tasks_failed(cluster), hint=f"{RETRY_HINT}; nothing was changed")
+            raise RefusedError(_tasks_failed(cluster), hint=_RETRY_HINT)
         return Plan(
             inventory.cluster.name, source, target, goal="finalize", finalize=(RetryFinalize(_tasks(inventory)),)
         )

@@ -3,13 +3,13 @@ from, one at a time under the same gates as an upgrade; then upgrade mode off on
 
 from __future__ import annotations
 
-from confluo.api.base import ClusterInfo, ClusterState
+from confluo.api.base import ClusterInfo, ClusterState, finalization_failures
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import NodePaths, node_paths
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
-from confluo.plan.rules import notes
+from confluo.plan.rules import cluster_or_refuse, notes
 from confluo.plan.upgrade import back_to_source, source_install
 from confluo.probe.facts import SERVICE_FILE_KEY, Facts, NodeFacts
 from confluo.steps.base import Host, Step
@@ -47,9 +47,10 @@ def build_rollback_plan(inventory: Inventory, facts: Facts, *, only: str | None 
         source_version=current,
         target_version=source,
         rolling=tuple(
-            NodeWork(name, work(inventory, facts, name, source))
+            # Interrupted, a node going back finishes going back: its rollback is its own steps, each skipped if done.
+            NodeWork(name, steps, rollback=steps, back_on=source)
             for name in least_busy_order(selected, cluster)
-            for work in [_steps_back if name in chosen else _start]
+            for steps in [(_steps_back if name in chosen else _start)(inventory, facts, name, source)]
         ),
         finalize=(CancelUpgradeMode(settle_seconds=settle),) if ends_upgrade else (),
         goal="rollback",
@@ -58,9 +59,15 @@ def build_rollback_plan(inventory: Inventory, facts: Facts, *, only: str | None 
 
 
 def _cluster_in_upgrade(facts: Facts) -> ClusterInfo:
-    cluster = facts.cluster
-    if cluster is None:
-        raise RefusedError([f"cluster API: {facts.cluster_error}"])
+    cluster = cluster_or_refuse(facts)
+    if cluster.state in (ClusterState.RUNNING_UPGRADE_TASKS, ClusterState.UPGRADE_TASKS_FAILED):
+        state = cluster.state.value
+        raise RefusedError(
+            [f"the cluster is {state}: the upgrade tasks have started, so the nodes can no longer go back",
+             *finalization_failures(cluster)],
+            hint="`confluo finalize --retry` runs failed upgrade tasks again; going back means restoring the database "
+            "and the shared home from the backup taken before the upgrade",
+        )
     versions = ", ".join(sorted({info.version for info in cluster.nodes}))
     if not cluster.upgrade_mode or cluster.original_version is None:
         raise RefusedError(
@@ -68,13 +75,6 @@ def _cluster_in_upgrade(facts: Facts) -> ClusterInfo:
             hint="once an upgrade is finalized its upgrade tasks have changed the database, so going back to the "
             "old version means restoring the database and the shared home from the backup taken before the "
             "upgrade (Atlassian's rollback procedure); confluo does not do that",
-        )
-    if cluster.state in (ClusterState.RUNNING_UPGRADE_TASKS, ClusterState.UPGRADE_TASKS_FAILED):
-        state = cluster.state.value
-        raise RefusedError(
-            [f"the cluster is {state}: the upgrade tasks have started, so the nodes can no longer go back"],
-            hint="`confluo finalize --retry` runs failed upgrade tasks again; going back means restoring the database "
-            "and the shared home from the backup taken before the upgrade",
         )
     return cluster
 

@@ -13,8 +13,10 @@ from confluo.api.base import ClusterState
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
+from confluo.plan.carry import ShellSyntax, carry_reasons, home_reasons, node_carries
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
+from confluo.plan.recover import build_tasks_again_plan
 from confluo.plan.rules import (
     already_on_target,
     archive_reasons,
@@ -26,8 +28,8 @@ from confluo.plan.rules import (
 )
 from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
 from confluo.steps.base import Host, Step
-from confluo.steps.cluster import RETRY_HINT, CancelUpgradeMode, EnableUpgradeMode, Finalize, tasks_failed
-from confluo.steps.configure import CarryCustomizations, CopyDriver, PointHome
+from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize
+from confluo.steps.configure import CarriedFile, CarryCustomizations, CopyDriver, PointHome
 from confluo.steps.repoint import Repoint
 from confluo.steps.service import StartNode, StopNode
 from confluo.steps.stage import ExtractRelease, PruneReleases, TransferArchive, prune_candidates
@@ -37,15 +39,14 @@ from confluo.versions import rolling_upgrade_refusal
 DRIVER_DATABASES = ("mysql", "oracle")
 
 
-def build_plan(inventory: Inventory, facts: Facts) -> Plan:
+def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax | None = None) -> Plan:
+    """`shell_syntax` checks a merged shell file (bash -n) before the plan may write it."""
     target = str(inventory.target.version)
-    if facts.cluster is not None and facts.cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
-        # Approved already: every node runs the new version, and only the upgrade tasks are left to run.
-        raise RefusedError(
-            tasks_failed(facts.cluster), hint=f"{RETRY_HINT}; no host and no cluster setting was changed"
-        )
     reasons: list[str] = []
     reasons += node_reasons(inventory, facts)
+    if facts.cluster is not None and facts.cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
+        # Approved already (upgrade mode is off): all that is left is to run its upgrade tasks again.
+        return build_tasks_again_plan(inventory, facts.cluster, reasons)
     source = source_version(facts, target, reasons)
     if already_on_target(inventory, facts, target):
         return Plan(inventory.cluster.name, target, target, nothing_to_do=True)
@@ -61,14 +62,22 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
     reasons += cluster_reasons(inventory, facts)
     reasons += identity_reasons(inventory, facts)
     reasons += archive_reasons(inventory, facts)
+    reasons += home_reasons(inventory, facts)
+    reasons += carry_reasons(inventory, facts)
+    carried: dict[str, tuple[CarriedFile, ...]] = {}
+    if not reasons and source is not None:
+        carried, carry_refusals = node_carries(inventory, facts, str(source), shell_syntax)
+        reasons += carry_refusals
     if reasons:
         raise RefusedError(
             reasons,
             hint="fix these, then run `confluo plan` again; no host and no cluster setting was changed",
         )
     assert facts.archive is not None and facts.cluster is not None and source is not None
-    nodes = [_NodeUpgrade(inventory, node, facts.for_node(node.name), facts.archive, str(source)) for node in
-             inventory.nodes]  # fmt: skip
+    nodes = [
+        _NodeUpgrade(inventory, node, facts.for_node(node.name), facts.archive, str(source), carried.get(node.name, ()))
+        for node in inventory.nodes
+    ]
     by_name = {n.node.name: n for n in nodes}
     settle = max(node.timeouts.start_seconds for node in inventory.nodes)
     return Plan(
@@ -98,7 +107,15 @@ def build_plan(inventory: Inventory, facts: Facts) -> Plan:
 class _NodeUpgrade:
     """The parameters of one node's steps, fixed before the first change."""
 
-    def __init__(self, inventory: Inventory, node: Node, found: NodeFacts, archive: Archive, source: str) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        node: Node,
+        found: NodeFacts,
+        archive: Archive,
+        source: str,
+        carried: tuple[CarriedFile, ...],
+    ) -> None:
         assert found.old_install is not None
         self.node = node
         self.host = Host(node, found.login_user)
@@ -115,7 +132,11 @@ class _NodeUpgrade:
             source_install(node, found, self.paths.install_root, source) if self.upgraded else found.old_install
         )
         self.shared = inventory.target.staging_shared_home is not None
-        self.customizations = tuple(rel for rel in inventory.customizations if rel in found.present)
+        self.carried = carried
+        # A pristine copy of each customizable file the release ships, for the next upgrade's merge.
+        self.stock_files = tuple(
+            rel for rel in (INIT_PROPERTIES, *inventory.customizations) if rel in archive.stock_files
+        )
         self.drivers = found.drivers if inventory.database in DRIVER_DATABASES else ()
 
     def prestage(self) -> tuple[Step, ...]:
@@ -130,7 +151,9 @@ class _NodeUpgrade:
                 staged=self.paths.staged_archive,
                 shared=self.shared,
             ),
-            ExtractRelease(self.host, self.paths.staged_archive, self.new_install, self.archive.version),
+            ExtractRelease(
+                self.host, self.paths.staged_archive, self.new_install, self.archive.version, self.stock_files
+            ),
         )
 
     def _repoint(self) -> Repoint:
@@ -153,19 +176,11 @@ class _NodeUpgrade:
         if self.upgraded:
             return (self._start_new(),)  # started if a run stopped before it came back; else already done
         assert self.old_install is not None
-        stock, old_files = self.archive.stock_files, self.found.files
         return (
             StopNode(self.host, self.old_install, self._service_install(self.old_install)),
-            PointHome(self.host, self.new_install, stock.get(INIT_PROPERTIES, "")),
+            PointHome(self.host, self.new_install, self.archive.stock_files.get(INIT_PROPERTIES, "")),
             CopyDriver(self.host, self.old_install, self.new_install, self.drivers),
-            CarryCustomizations(
-                self.host,
-                self.old_install,
-                self.new_install,
-                self.customizations,
-                old_texts={rel: text for rel, text in old_files.items() if rel in self.customizations},
-                stock_texts=stock,
-            ),
+            CarryCustomizations(self.host, self.old_install, self.new_install, self.carried),
             self._repoint(),
             self._start_new(),
         )

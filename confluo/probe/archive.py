@@ -25,15 +25,17 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def fetch(source: str, version: str) -> Path:
-    """A local path as it is; a URL downloaded once into the cache (kept, so a re-run does not download again)."""
+def fetch(source: str, version: str | None, key: str = "target.archive") -> Path:
+    """A local path as it is; a URL downloaded once into the cache (kept, so a re-run does not download again).
+    Without a version the cached file is named after the URL's last part."""
     if not source.startswith(("http://", "https://")):
         path = Path(source).expanduser()
         if not path.is_file():
-            raise ArchiveError(f"target.archive: no such file: {path}")
+            raise ArchiveError(f"{key}: no such file: {path}")
         return path
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    target = CACHE_DIR / archive_name(version)
+    name = archive_name(version) if version else source.rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+    target = CACHE_DIR / (name or "base-archive.tar.gz")
     if target.is_file():
         return target
     partial = target.with_suffix(".part")
@@ -44,21 +46,26 @@ def fetch(source: str, version: str) -> Path:
                 for block in response.iter_bytes(1024 * 1024):
                     handle.write(block)
     except httpx.HTTPError as exc:
-        raise ArchiveError(f"target.archive: download of {source} failed: {exc}") from exc
+        raise ArchiveError(f"{key}: download of {source} failed: {exc}") from exc
     partial.replace(target)
     return target
 
 
-def read_archive(path: Path, version: str, wanted: tuple[str, ...]) -> Archive:
-    """Checks the archive's single top directory is atlassian-confluence-VERSION and reads the stock files."""
-    top = f"atlassian-confluence-{version}"
+def read_archive(path: Path, version: str | None, wanted: tuple[str, ...]) -> Archive:
+    """Checks the archive's single top directory is atlassian-confluence-VERSION and reads the stock files.
+    Without a version (the running release's archive), the version is the one the top directory names."""
+    top = f"atlassian-confluence-{version}" if version else None
     stock: dict[str, str] = {}
     try:
         with tarfile.open(path, "r:gz") as tar:
             for member in tar:
                 name = member.name.removeprefix("./")
+                if top is None and name.startswith(_TOP_PREFIX):
+                    top = name.split("/", 1)[0]
                 if name.split("/", 1)[0] != top:
-                    raise ArchiveError(f"{path}: expected everything under {top}/, found {member.name}")
+                    raise ArchiveError(
+                        f"{path}: expected everything under {top or _TOP_PREFIX + 'VERSION'}/, found {member.name}"
+                    )
                 relative = name.split("/", 1)[1] if "/" in name else ""
                 if relative in wanted and member.isfile():
                     extracted = tar.extractfile(member)
@@ -66,4 +73,10 @@ def read_archive(path: Path, version: str, wanted: tuple[str, ...]) -> Archive:
                         stock[relative] = extracted.read().decode(errors="replace")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ArchiveError(f"{path}: not a readable .tar.gz archive: {exc}") from exc
-    return Archive(path, version, sha256_of(path), path.stat().st_size, stock)
+    if top is None:
+        raise ArchiveError(f"{path}: empty, or not a Confluence archive (no {_TOP_PREFIX}VERSION/ directory)")
+    found = top.removeprefix(_TOP_PREFIX)
+    return Archive(path, found, sha256_of(path), path.stat().st_size, stock)
+
+
+_TOP_PREFIX = "atlassian-confluence-"

@@ -32,6 +32,9 @@ class NodeFacts:
     sudo_denied: tuple[str, ...] = ()
     present: tuple[str, ...] = ()  # customization files that exist in the installation in use
     files: dict[str, str] = field(default_factory=dict)  # their text, where the login user can read it
+    not_text: tuple[str, ...] = ()  # readable, but not UTF-8 text: copied whole, never merged
+    has_stock: bool = False  # the installation in use keeps its release's stock files (confluo extracted it)
+    stock: dict[str, str] = field(default_factory=dict)  # those stock files' text: the merge's base
 
     @property
     def reachable(self) -> bool:
@@ -57,6 +60,10 @@ class Facts:
     archive: Archive | None
     archive_error: str | None
     resumable_from: str | None = None  # a confluo run from this machine started an upgrade to this target
+    base_archive: Archive | None = None  # customizations.base_archive: the running release's stock files
+    base_archive_error: str | None = None
+    resolved: dict[tuple[str, str], str] = field(default_factory=dict)  # resolved files' text, by (node, file)
+    resolve_errors: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def for_node(self, name: str) -> NodeFacts:
         return next(facts for facts in self.nodes if facts.node == name)

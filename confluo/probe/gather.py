@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from confluo.api.base import ApiError, ClusterApi, ClusterInfo, cluster_entry
 from confluo.errors import ConfluoError
 from confluo.inventory import Inventory, Node
+from confluo.inventory.model import RESOLUTION_WORDS
 from confluo.layout import INIT_PROPERTIES, node_paths
 from confluo.parallel import in_parallel
 from confluo.probe import archive as archive_module
@@ -40,28 +42,67 @@ def gather_facts(
         except ConfluoError as exc:
             return exc.message
 
-    jobs: list[object] = [*inventory.nodes, "cluster", "archive" if with_archive else "no archive"]
+    def read_base_archive() -> Archive | str | None:
+        carry = inventory.carry
+        if carry.base_archive is None:
+            return None
+        try:
+            path = archive_module.fetch(carry.base_archive, None, key="customizations.base_archive")
+            return archive_module.read_archive(path, None, wanted)
+        except ConfluoError as exc:
+            return exc.message
+
+    # Without the new release there is nothing to merge either: the old release's archive is not read.
+    archives = ["archive", "base"] if with_archive else ["no archive", "no base"]
+    jobs: list[object] = [*inventory.nodes, "cluster", *archives]
 
     def work(job: object) -> object:
         if job == "cluster":
             return cluster()
         if job == "archive":
             return read_archive()
+        if job == "base":
+            return read_base_archive()
         if job == "no archive":
             return "not read"
+        if job == "no base":
+            return None
         assert isinstance(job, Node)
         return probe(job)
 
     results = in_parallel(jobs, work)
     node_facts = tuple(r for r in results[: len(inventory.nodes)] if isinstance(r, NodeFacts))
-    cluster_result, archive_result = results[-2], results[-1]
+    cluster_result, archive_result, base_result = results[-3:]
+    resolved, resolve_errors = read_resolutions(inventory)
     return Facts(
         nodes=node_facts,
         cluster=cluster_result if isinstance(cluster_result, ClusterInfo) else None,
         cluster_error=cluster_result if isinstance(cluster_result, str) else None,
         archive=archive_result if isinstance(archive_result, Archive) else None,
         archive_error=archive_result if isinstance(archive_result, str) else None,
+        base_archive=base_result if isinstance(base_result, Archive) else None,
+        base_archive_error=base_result if isinstance(base_result, str) else None,
+        resolved=resolved,
+        resolve_errors=resolve_errors,
     )
+
+
+def read_resolutions(inventory: Inventory) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
+    """The text of each resolved file customizations.resolve names, per (node, file): `{node}` in a path is the
+    node's name. A file that cannot be read is an error only where the plan needs that resolution."""
+    texts: dict[tuple[str, str], str] = {}
+    errors: dict[tuple[str, str], str] = {}
+    for rel, value in inventory.carry.resolve.items():
+        if value in RESOLUTION_WORDS:
+            continue
+        for node in inventory.nodes:
+            path = value.replace("{node}", node.name)
+            try:
+                texts[node.name, rel] = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                errors[node.name, rel] = f"customizations.resolve.{rel}: cannot read {path}: {reason}"
+    return texts, errors
 
 
 def cluster_status(inventory: Inventory, remotes: Mapping[str, Remote], api: ClusterApi) -> dict[str, Any]:
@@ -93,7 +134,7 @@ def cluster_status(inventory: Inventory, remotes: Mapping[str, Remote], api: Clu
                 "version_on_disk": versions.get(info.id),
                 "tasks": info.tasks,
                 "users": info.active_users,
-                "upgrade_task_errors": list(info.upgrade_task_errors),
+                "finalization_errors": list(info.finalization_errors),
             }
             for info in cluster.nodes
         ],

@@ -6,12 +6,15 @@ Nothing here changes a host: `confluo plan` runs exactly these probes for real.
 from __future__ import annotations
 
 import base64
+import binascii
+import dataclasses
+import hashlib
 from collections.abc import Sequence
 
 from confluo.inventory import Node
-from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, WEBINF_LIB, NodePaths
+from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, STOCK_DIR, WEBINF_LIB, NodePaths
 from confluo.probe.facts import SERVICE_FILE_KEY, NodeFacts
-from confluo.transport.base import TransportError, quote_argv
+from confluo.transport.base import CommandResult, TransportError, quote_argv
 from confluo.transport.remote import AS_RUN_USER, Remote, privileged_commands
 
 # Arguments: $1 install in use (a symlink or a directory), $2 new install, $3 local home, $4 staged archive
@@ -51,8 +54,14 @@ if [ -n "$run_as" ] && [ "$run_as" != "$(id -un)" ]; then
 fi
 echo "@@file __INIT__"; base64 -w0 "$old/__INIT__" 2>/dev/null; echo
 echo "@@present"; for rel in "$@"; do [ -f "$old/$rel" ] && printf '%s\n' "$rel"; done
-# Content only where the login user may read it (the diff); unreadable files are still carried over, as root.
+# Content only where the login user may read it (the merge needs it); an unreadable file is reported.
 for rel in "$@"; do [ -f "$old/$rel" ] && [ -r "$old/$rel" ] && { echo "@@file $rel"; base64 -w0 "$old/$rel"; echo; }
+done
+# The stock files of the release in use, kept when confluo extracted it: the three-way merge's base.
+echo "@@has_stock"; [ -d "$old/__STOCK__" ] && echo yes
+for rel in "$@"; do
+  stock=$old/__STOCK__/$rel
+  [ -f "$stock" ] && [ -r "$stock" ] && { echo "@@stock $rel"; base64 -w0 "$stock"; echo; }
 done
 echo "@@end"
 """
@@ -63,7 +72,9 @@ PROBE_SCRIPT = (
     .replace("__PID__", PID_FILE)
     .replace("__INIT__", INIT_PROPERTIES)
     .replace("__SERVICE__", SERVICE_FILE_KEY)
+    .replace("__STOCK__", STOCK_DIR)
 )
+_CONTENT_SECTIONS = ("file ", "stock ")
 
 
 def probe_command(node: Node, paths: NodePaths, customizations: Sequence[str]) -> str:
@@ -95,11 +106,9 @@ def parse_probe(node: str, output: str) -> NodeFacts:
         return int(value) if value and value.strip().isdigit() else None
 
     free_kb, staging_kb = number("free_kb"), number("staging_free_kb")
-    files = {
-        name.removeprefix("file ").strip(): base64.b64decode("".join(lines)).decode(errors="replace")
-        for name, lines in sections.items()
-        if name.startswith("file ") and "".join(lines)
-    }
+    present = tuple(line for line in sections.get("present", []) if line)
+    files, not_text = _contents(sections, "file ", present)
+    stock, _ = _contents(sections, "stock ", present)
     return NodeFacts(
         node=node,
         login_home=one("login_home") or "",
@@ -116,9 +125,50 @@ def parse_probe(node: str, output: str) -> NodeFacts:
         pid=number("pid"),
         staged_bytes=number("staged_bytes"),
         sudo_denied=tuple(line for line in sections.get("sudo_denied", []) if line),
-        present=tuple(line for line in sections.get("present", []) if line),
+        present=present,
         files=files,
+        not_text=not_text,
+        has_stock=one("has_stock") == "yes",
+        stock=stock,
     )
+
+
+def _contents(
+    sections: dict[str, list[str]], prefix: str, present: tuple[str, ...]
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The text of each file the probe sent, and the files that are not UTF-8 text (a keystore, a file in
+    Latin-1): merged as text, their bytes would not survive. Empty output is an empty file only for a
+    customization file the probe found (the local-home file's section is there even when it is not)."""
+    texts: dict[str, str] = {}
+    not_text: list[str] = []
+    for name, lines in sections.items():
+        rel = name.removeprefix(prefix).strip()
+        encoded = "".join(lines)
+        if not name.startswith(prefix) or not (encoded or rel in present):
+            continue
+        try:
+            texts[rel] = base64.b64decode(encoded).decode("utf-8")
+        except UnicodeDecodeError:
+            not_text.append(rel)
+    return texts, tuple(not_text)
+
+
+def contents_summarized(result: CommandResult) -> CommandResult:
+    """The probe's result as the log keeps it: each file's path, size and sha256, never its content (even a
+    clipped base64 prefix decodes to the start of a file, passwords and all)."""
+    out: list[str] = []
+    inside = False
+    for line in result.stdout.splitlines():
+        if inside and not line.startswith("@@"):
+            try:
+                data = base64.b64decode(line)
+            except binascii.Error:
+                data = line.encode()
+            out.append(f"({len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}: contents not logged)")
+            continue
+        inside = line.startswith("@@") and line[2:].startswith(_CONTENT_SECTIONS)
+        out.append(line)
+    return dataclasses.replace(result, stdout="\n".join(out) + "\n")
 
 
 def _sections(output: str) -> dict[str, list[str]]:
@@ -134,7 +184,8 @@ def _sections(output: str) -> dict[str, list[str]]:
 
 def probe_node(remote: Remote, paths: NodePaths, customizations: Sequence[str]) -> NodeFacts:
     try:
-        result = remote.shell(probe_command(remote.node, paths, customizations), timeout=60, check=False)
+        command = probe_command(remote.node, paths, customizations)
+        result = remote.shell(command, timeout=60, check=False, shown=contents_summarized)
     except TransportError as exc:
         return NodeFacts(node=remote.node.name, error=exc.message)
     if "@@end" not in result.stdout:

@@ -17,7 +17,7 @@ from confluo.errors import ConfluoError, ExitCode
 from confluo.inventory import Node
 from confluo.layout import PID_FILE
 from confluo.transport.base import quote_argv
-from confluo.transport.remote import Command, Remote
+from confluo.transport.remote import Command, Remote, contents_not_logged
 from confluo.waits import SYSTEM_CLOCK, Clock
 
 
@@ -58,8 +58,13 @@ class NodeFailed(StepError):
 
 @dataclass(frozen=True)
 class FileChange:
+    """A file a step writes: `diff` from the release's file to what is written; for a carried file also a
+    one-line summary and the diffs that explain it (your changes, the release's, the conflict)."""
+
     path: str
     diff: str
+    summary: str = ""
+    parts: tuple[tuple[str, str], ...] = ()  # (title, diff or text)
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class StepContext:
         return self.shell.shell(line, timeout=60, check=False).ok
 
     def read(self, path: str) -> str | None:
-        result = self.shell.shell(quote_argv(["cat", "--", path]), check=False)
+        result = self.shell.shell(quote_argv(["cat", "--", path]), check=False, shown=contents_not_logged)
         return result.stdout if result.ok else None
 
     def run_all(self, commands: tuple[Command, ...], timeout: float = 300) -> None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluo.api.base import ApiError, ClusterInfo, ClusterState, InvalidTransition, upgrade_task_errors
+from confluo.api.base import ApiError, ClusterInfo, ClusterState, InvalidTransition, finalization_failures
 from confluo.steps.base import Preview, StepContext, StepError, StepKind, Waited, WaitTimedOut
 from confluo.waits import Deadline, TimedOut, poll
 
 TRANSITION_PAUSES = (0.5, 1.0, 1.5)
-RETRY_HINT = (
-    "fix the cause (each node's atlassian-confluence.log tells more), then `confluo finalize --retry` runs the "
-    "upgrade tasks again"
+TASKS_FAILED_HINT = (
+    "fix the cause (each node's atlassian-confluence.log says more), then `confluo finalize --retry` (or the same "
+    "`confluo upgrade` again) runs the upgrade tasks again"
 )
 
 
@@ -47,32 +47,26 @@ def transition(
             ctx.clock.sleep(pause)
 
 
-def tasks_failed(cluster: ClusterInfo) -> list[str]:
-    """UPGRADE_TASKS_FAILED, as the user reads it: the state, then every error the cluster gives."""
-    errors = [f"  {error}" for error in upgrade_task_errors(cluster)]
-    return ["the upgrade tasks failed (UPGRADE_TASKS_FAILED):", *errors]
-
-
-def _state(cluster: ClusterInfo | None) -> ClusterState:
-    return cluster.state if cluster else ClusterState.UNKNOWN
-
-
 def wait_for_cluster(ctx: StepContext, wanted: frozenset[ClusterState], seconds: float) -> None:
-    def judge(cluster: ClusterInfo | None) -> None:
-        ctx.on_wait(f"cluster {_state(cluster).value}")
-        if cluster is not None and cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
-            raise StepError("\n".join(tasks_failed(cluster)), hint=RETRY_HINT)
+    def judge(state: ClusterState) -> None:
+        ctx.on_wait(f"cluster {state.value}")
+        if state is ClusterState.UPGRADE_TASKS_FAILED:
+            cluster = cluster_or_none(ctx)
+            failures = finalization_failures(cluster) if cluster else []
+            raise StepError(
+                "\n".join(["the cluster reports UPGRADE_TASKS_FAILED", *failures]),
+                hint=TASKS_FAILED_HINT,
+            )
+
+    def state() -> ClusterState:
+        cluster = cluster_or_none(ctx)
+        return cluster.state if cluster else ClusterState.UNKNOWN
 
     try:
-        poll(
-            lambda: cluster_or_none(ctx),
-            until=lambda cluster: _state(cluster) in wanted,
-            deadline=Deadline.after(ctx.clock, seconds),
-            on_wait=judge,
-        )
+        poll(state, until=lambda s: s in wanted, deadline=Deadline.after(ctx.clock, seconds), on_wait=judge)
     except TimedOut as timed_out:
         raise WaitTimedOut(
-            f"the cluster stayed {_state(timed_out.last).value} for {seconds:.0f} s "
+            f"the cluster stayed {timed_out.last.value} for {seconds:.0f} s "
             f"(waiting for {', '.join(sorted(s.value for s in wanted))})",
             hint="`confluo status` shows every node's state and version",
         ) from timed_out

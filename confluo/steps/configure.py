@@ -1,10 +1,11 @@
-"""The new installation made the node's own: its local home, the JDBC driver, the administrator's files."""
+"""The new installation made the node's own: its local home, the JDBC driver, the administrator's files
+(merged with the release's at plan time: confluo/carry)."""
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from confluo import configfiles
 from confluo.layout import INIT_PROPERTIES, WEBINF_LIB
@@ -77,35 +78,69 @@ class CopyDriver(NodeStep):
 
 
 @dataclass(frozen=True)
+class CarriedFile:
+    """One customization file as the plan decided it: the text written into the new installation (None: copied
+    whole as root, unseen), and how the plan explains it."""
+
+    rel: str
+    text: str | None
+    write: bool  # False: the new installation's stock file stays as shipped
+    summary: str
+    parts: tuple[tuple[str, str], ...] = ()  # (title, masked diff)
+    result_diff: str = ""  # the release's file -> what is written, masked
+    same_as_old: bool = False  # the text is the old installation's file unchanged: a plain copy does it
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256((self.text or "").encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class CarryCustomizations(NodeStep):
-    """Files the administrator changed in the old installation (ports, node name, SSO, ...) go along."""
+    """The administrator's files, merged with the release's (three ways, decided at plan time), go into the new
+    installation: copied first so that owner and mode follow the old file, then written with the merged text."""
 
     kind = StepKind.CARRY
+    _SAME_SHA = '[ -r "$2" ] && echo "$1  $2" | sha256sum -c --quiet'
 
     host: Host
     old_install: str
     new_install: str
-    files: tuple[str, ...]  # relative to the installation; the listed ones that exist in the old one
-    old_texts: Mapping[str, str] = field(default_factory=dict)  # where the login user could read them
-    stock_texts: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[CarriedFile, ...] = ()
 
-    def _pairs(self) -> tuple[tuple[str, str], ...]:
-        return tuple((posixpath.join(self.old_install, r), posixpath.join(self.new_install, r)) for r in self.files)
+    def _paths(self, rel: str) -> tuple[str, str]:
+        return posixpath.join(self.old_install, rel), posixpath.join(self.new_install, rel)
 
-    def _commands(self) -> tuple[Command, ...]:
-        return tuple(root(CP, "-p", "--", old, new) for old, new in self._pairs())
+    def _commands(self, carried: CarriedFile) -> tuple[Command, ...]:
+        old, new = self._paths(carried.rel)
+        copy = root(CP, "-p", "--", old, new)
+        return (copy,) if carried.text is None or carried.same_as_old else (copy, write_file_command(new))
+
+    def _written(self) -> tuple[CarriedFile, ...]:
+        return tuple(carried for carried in self.files if carried.write)
 
     def describe(self) -> Preview:
-        files = tuple(FileChange(posixpath.join(self.new_install, rel), self._diff(rel)) for rel in self.files)
-        return Preview(commands=self.host.lines(self._commands()), files=files)
+        commands = []
+        for carried in self._written():
+            lines = self.host.lines(self._commands(carried))
+            commands += [lines[0], *(line + " <<< (the result below)" for line in lines[1:])]
+        files = tuple(
+            FileChange(posixpath.join(self.new_install, c.rel), c.result_diff, c.summary, c.parts) for c in self.files
+        )
+        return Preview(commands=tuple(commands), files=files)
 
-    def _diff(self, rel: str) -> str:
-        if rel not in self.old_texts:
-            return "(the login user cannot read it: copied as root, unseen)\n"
-        return configfiles.unified_diff(rel, self.stock_texts.get(rel, ""), self.old_texts[rel])
+    def _is_carried(self, ctx: StepContext, carried: CarriedFile) -> bool:
+        old, new = self._paths(carried.rel)
+        if carried.text is None or carried.same_as_old:
+            return ctx.check('cmp -s -- "$1" "$2"', old, new)
+        return ctx.check(self._SAME_SHA, carried.sha256, new)
 
     def is_done(self, ctx: StepContext) -> bool:
-        return all(ctx.check('cmp -s -- "$1" "$2"', old, new) for old, new in self._pairs())
+        return all(self._is_carried(ctx, carried) for carried in self._written())
 
     def apply(self, ctx: StepContext) -> None:
-        ctx.run_all(self._commands())
+        for carried in self._written():
+            copy, *write = self._commands(carried)
+            ctx.shell.run(copy)
+            for command in write:  # the merged text on stdin: never on a command line, never in the log
+                ctx.shell.run(command, stdin=(carried.text or "").encode())

@@ -7,10 +7,10 @@ import hashlib
 import posixpath
 from dataclasses import dataclass
 
-from confluo.layout import POM_PROPERTIES, RUNTIME_DIRS
+from confluo.layout import POM_PROPERTIES, RUNTIME_DIRS, STOCK_DIR
 from confluo.steps.base import Applied, Host, NodeFailed, NodeStep, Preview, StepContext, StepKind
 from confluo.transport.base import quote_argv
-from confluo.transport.remote import CHOWN, MKDIR, MV, RM, TAR, Command, plain, root
+from confluo.transport.remote import CHOWN, CP, MKDIR, MV, RM, TAR, Command, plain, root
 from confluo.versions import Version
 
 
@@ -110,6 +110,7 @@ class ExtractRelease(NodeStep):
     staged: str
     install: str
     version: str
+    stock_files: tuple[str, ...] = ()  # customizable files the archive ships: a pristine copy is kept of each
 
     def _commands(self) -> tuple[Command, ...]:
         partial = self.install + ".confluo-partial"
@@ -117,6 +118,7 @@ class ExtractRelease(NodeStep):
             root(RM, "-rf", "--", partial),
             root(MKDIR, "-p", partial),
             root(TAR, "-xzf", self.staged, "-C", partial, "--strip-components=1", "--no-same-owner"),
+            *_pristine_copies(partial, self.stock_files),
         ]
         run_as = self.host.node.run_as
         if run_as:
@@ -140,6 +142,17 @@ class ExtractRelease(NodeStep):
                 hint="move it aside (it may hold something of value), then run again",
             )
         ctx.run_all(self._commands(), timeout=1800)
+
+
+def _pristine_copies(install: str, files: tuple[str, ...]) -> list[Command]:
+    """The release's stock customizable files, kept in <install>/.confluo/stock/: the next upgrade's base for
+    its three-way merge, long after the archive is gone."""
+    if not files:
+        return []
+    stock = posixpath.join(install, STOCK_DIR)
+    folders = sorted({posixpath.dirname(posixpath.join(stock, rel)) for rel in files})
+    copies = [root(CP, "-p", "--", posixpath.join(install, rel), posixpath.join(stock, rel)) for rel in files]
+    return [root(MKDIR, "-p", *folders), *copies]
 
 
 @dataclass(frozen=True)

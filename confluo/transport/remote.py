@@ -6,6 +6,8 @@ start and stop scripts; the README's sudoers snippet is built from them.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +29,14 @@ KILL = "/usr/bin/kill"  # the hard stop of a node that ignores its stop script: 
 AS_RUN_USER = (KILL,)
 
 CommandListener = Callable[[CommandResult], None]
+Shown = Callable[[CommandResult], CommandResult]  # what the listeners (the log) get of a result
+
+
+def contents_not_logged(result: CommandResult) -> CommandResult:
+    """A result whose stdout is a file's content, as the log may keep it: its size and sha256 only."""
+    data = result.stdout.encode()
+    summary = f"({len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}: contents not logged)"
+    return dataclasses.replace(result, stdout=summary)
 
 
 def service_binary(node: Node) -> str | None:
@@ -94,15 +104,24 @@ class Remote:
     ) -> CommandResult:
         return self.shell(command.line(self.node, self.login_user), stdin=stdin, timeout=timeout, check=check)
 
-    def _reported(self, result: CommandResult, check: bool = True) -> CommandResult:
+    def _reported(self, result: CommandResult, check: bool = True, shown: Shown | None = None) -> CommandResult:
+        logged = shown(result) if shown else result
         for listener in self._listeners:
-            listener(result)
+            listener(logged)
         if check and not result.ok:
             raise CommandFailed(result)
         return result
 
     def shell(
-        self, line: str, *, stdin: bytes | None = None, timeout: float = 120.0, check: bool = True
+        self,
+        line: str,
+        *,
+        stdin: bytes | None = None,
+        timeout: float = 120.0,
+        check: bool = True,
+        shown: Shown | None = None,
     ) -> CommandResult:
-        """A command line that is already quoted (read-only probes built by confluo itself)."""
-        return self._reported(self.transport.run(line, stdin=stdin, timeout=timeout, check=False), check)
+        """A command line that is already quoted (read-only probes built by confluo itself). `shown`: what the
+        listeners get instead of the result, where its output holds file contents."""
+        result = self.transport.run(line, stdin=stdin, timeout=timeout, check=False)
+        return self._reported(result, check, shown)

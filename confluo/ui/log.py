@@ -6,9 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-from confluo.configfiles import mask_secrets
 from confluo.events import Event
-from confluo.secrets import Masker
+from confluo.secrets import Masker, mask_secrets
 from confluo.transport.base import CommandResult
 
 

@@ -11,7 +11,7 @@ from confluo.api.base import cluster_entry
 from confluo.inventory import Node
 from confluo.plan.model import Plan
 from confluo.probe.facts import Facts
-from confluo.steps.base import Step
+from confluo.steps.base import FileChange, Step
 
 
 def plan_summary(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> list[str]:
@@ -38,6 +38,8 @@ def plan_summary(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> list[str]:
 def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
     if plan.nothing_to_do:
         return f"{plan.cluster_name}: every node already runs {plan.target_version}; nothing to do.\n"
+    if plan.goal != "upgrade":  # what is left of an upgrade is its finalization
+        return recovery_plan_as_text(plan)
     lines = plan_summary(plan, facts, nodes) + _step_lines(plan) + _rollback_lines(plan)
     lines.append("")
     return "\n".join(lines)
@@ -76,8 +78,22 @@ def _step_lines(plan: Plan) -> list[str]:
         lines += [f"   $ {command}" for command in step.preview.commands]
         lines += [f"   wait: {wait}" for wait in step.preview.waits]
         for change in step.preview.files:
-            lines.append(f"   writes {change.path}" + ("" if change.diff else " (same as shipped)"))
-            lines += [f"     {line}" for line in change.diff.splitlines()]
+            lines += _file_lines(change)
+    return lines
+
+
+def _file_lines(change: FileChange) -> list[str]:
+    """A file a step writes: for a carried file its summary, your changes, the release's, then the result."""
+    if not change.summary:
+        head = f"   writes {change.path}" + ("" if change.diff else " (same as shipped)")
+        return [head, *(f"     {line}" for line in change.diff.splitlines())]
+    lines = [f"   {change.summary}"]
+    for title, diff in change.parts:
+        lines.append(f"     {title}:" + ("" if diff else " none"))
+        lines += [f"       {line}" for line in diff.splitlines()]
+    if change.diff:
+        lines.append(f"     result, written to {change.path}:")
+        lines += [f"       {line}" for line in change.diff.splitlines()]
     return lines
 
 
@@ -131,10 +147,18 @@ def _steps_as_json(plan: Plan) -> list[dict[str, Any]]:
             "step": s.name,
             "commands": list(s.preview.commands),
             "waits": list(s.preview.waits),
-            "files": [{"path": c.path, "diff": c.diff} for c in s.preview.files],
+            "files": [_file_json(change) for change in s.preview.files],
         }
         for s in plan.steps()
     ]
+
+
+def _file_json(change: FileChange) -> dict[str, Any]:
+    record: dict[str, Any] = {"path": change.path, "diff": change.diff}
+    if change.summary:
+        record["summary"] = change.summary
+        record["parts"] = [{"title": title, "diff": diff} for title, diff in change.parts]
+    return record
 
 
 def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
@@ -146,14 +170,14 @@ def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
         table.add_column(title)
     for row in report["nodes"]:
         table.add_row(*(str(row[key]) for key in columns.values()))
-    captions = [f"{row['name']}: {error}" for row in report["nodes"] for error in row.get("upgrade_task_errors", ())]
+    captions = [f"{row['name']}: {error}" for row in report["nodes"] for error in row.get("finalization_errors", ())]
     if report.get("next"):
         captions.append(f"to continue once the cause is fixed: {report['next']}")
     run = report.get("unfinished_run")
     if run:
         captions.append(
             f"an upgrade {run['source_version']} -> {run['target_version']} started {run['started_at']} on "
-            f"{run['host']} did not finish; to continue: {run['next']}"
+            f"{run['host']} did not finish; to continue: {run['next']}; or to go back: {run['back']}"
         )
     lock = report.get("cluster_lock")
     if lock and (lock.get("held") or "error" in lock):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from confluo.lab.node.cluster_state import cluster_view
+from confluo.lab.node.home import update_cfg_xml
+from confluo.lab.node.versions import build_number_for
 from confluo.lab.node.zdu_api import zdu_transition
 
 from .conftest import FEATURE, NEXT, OLDER, PLATFORM, VERSION, Cluster, http
@@ -79,3 +81,25 @@ def test_upgrade_mode_accepts_only_allowed_rolling_steps(cluster: Cluster, versi
         assert code == 500 and "not accepted" in row["problem"]
         # An ERROR node in upgrade mode makes the cluster MIXED.
         assert cluster_view(cluster.db)["state"] == "MIXED"
+
+
+def test_before_finalize_the_old_version_starts_again_on_a_home_the_new_one_ran_on(cluster: Cluster) -> None:
+    """Atlassian's node rollback: the new release moved the home's buildNumber, not its finalizedBuildNumber."""
+    assert zdu_transition(cluster.db, "start")
+    node = cluster.add_node("node1", NEXT)
+    cluster.start(node)
+    cluster.wait_status(node, "RUNNING")
+    assert f"<buildNumber>{build_number_for(NEXT)}</buildNumber>" in node.cfg_xml()
+    cluster.stop(node)
+    cluster.install(node, VERSION)
+    cluster.start(node)
+    cluster.wait_status(node, "RUNNING")
+    assert cluster.view_node(node)["version"] == VERSION
+
+
+def test_a_home_finalized_on_a_newer_build_refuses_the_old_version(cluster: Cluster) -> None:
+    node = cluster.add_node("node1")
+    update_cfg_xml(node.home / "confluence.cfg.xml", properties={"finalizedBuildNumber": str(build_number_for(NEXT))})
+    cluster.start(node)
+    cluster.wait_status(node, "ERROR")
+    assert "finalized build number" in cluster.view_node(node)["problem"]

@@ -3,7 +3,7 @@
 
 1. no ``confluence.home`` or no completed ``confluence.cfg.xml``: FIRST_RUN (it never joins the cluster);
 2. a MySQL URL without the MySQL driver, or 3. a Connector address that is not the host's: ERROR;
-4. a version the cluster does not accept, or a home newer than the application (a downgrade): ERROR.
+4. a version the cluster does not accept, or a home finalized on a newer build (a downgrade): ERROR.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def _static_problem(install: InstallInfo, home: HomeInfo) -> str | None:
 def _version_problem(
     conn: sqlite3.Connection, settings: dict[str, str], install: InstallInfo, home: HomeInfo
 ) -> str | None:
-    """Check 4: the cluster must accept this version; the home must not be newer than the application."""
+    """Check 4: the cluster must accept this version; the home must not be finalized on a newer build."""
     zdu = conn.execute("SELECT * FROM zdu WHERE id = 1").fetchone()
     refusal = version_refusal(
         install.shown_version,
@@ -134,9 +134,12 @@ def _version_problem(
     )
     if refusal:
         return refusal
-    if home.build_number > install.build_number:
+    # A rolling upgrade moves the home's buildNumber to the new build but leaves finalizedBuildNumber on the old
+    # one until finalize: before it, the old version starts again on that home (Atlassian's node rollback).
+    finalized = home.finalized_build if home.finalized_build is not None else home.build_number
+    if finalized > install.build_number:
         return (
-            f"the home directory build number [{home.build_number}] is newer than the application "
+            f"the home directory's finalized build number [{finalized}] is newer than the application "
             f"build number [{install.build_number}]: a downgrade"
         )
     return None
