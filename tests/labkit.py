@@ -10,7 +10,8 @@
 `tests/labruns.py` runs confluo against a lab.
 Every lab gets a fresh folder under /tmp/confluo-test-labs (world-traversable, as the node users need; pytest's
 tmp_path is not) and is removed after `down`, unless CONFLUO_KEEP_LABS=1 keeps it for a post-mortem.
-Timings are short by default (start 0.5 s, stop 0.3 s) so a lab is ACTIVE about a second after `up` begins.
+Timings are short by default (start 0.5 s, stop 0.3 s, the search index every 0.5 s) so a lab is ACTIVE about a
+second after `up` begins.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from confluo.lab.status import status as lab_status
 
 LABS_BASE = Path("/tmp/confluo-test-labs")
 NEXT = model.next_bugfix(model.DEFAULT_VERSION)  # the release the lab's inventory upgrades to: 9.2.14
-FAST = model.Timings(start_seconds=0.5, stop_seconds=0.3, finalize_seconds=0.5)
+FAST = model.Timings(start_seconds=0.5, stop_seconds=0.3, finalize_seconds=0.5, index_seconds=0.5)
 
 
 @dataclass
@@ -143,9 +144,10 @@ def lab_options(
     start_seconds: float = FAST.start_seconds,
     stop_seconds: float = FAST.stop_seconds,
     finalize_seconds: float = FAST.finalize_seconds,
+    index_seconds: float = FAST.index_seconds,
     local: bool = False,
 ) -> model.LabOptions:
-    timings = model.Timings(start_seconds, stop_seconds, finalize_seconds)
+    timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
     return model.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local)
 
 
