@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluo.api.base import ApiAuth, ApiError, ClusterApi
+from confluo.api.base import ApiAuth, ApiError, ClusterApi, ClusterState
 from confluo.api.content import ContentApi
 from confluo.carry.shell import bash_syntax_error
 from confluo.errors import ConfluoError, InventoryError, RefusedError
@@ -194,6 +194,8 @@ def status(session: Session) -> dict[str, Any]:
         }
         for row in report["nodes"]:
             row["lb"] = pool.get(row["name"], "-")
+    if report["state"] == ClusterState.UPGRADE_TASKS_FAILED.value:
+        report["next"] = "confluo finalize -i INVENTORY --retry"  # once the cause of the errors is fixed
     entry = _journal(session).read()
     if entry is not None and report["upgrade_mode"]:
         report["unfinished_run"] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Sequence
 
-from confluo.api.base import ClusterInfo, ClusterState
+from confluo.api.base import ClusterState
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
@@ -17,6 +17,7 @@ from confluo.plan.carry import ShellSyntax, carry_reasons, home_reasons, node_ca
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
 from confluo.plan.pool import PoolPlan, balancer_notes, with_reconcile
+from confluo.plan.recover import build_tasks_again_plan
 from confluo.plan.rules import (
     already_on_target,
     archive_reasons,
@@ -29,7 +30,7 @@ from confluo.plan.rules import (
 )
 from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
 from confluo.steps.base import Host, Step
-from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize, RetryFinalize
+from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize
 from confluo.steps.configure import CarriedFile, CarryCustomizations, CopyDriver, PointHome
 from confluo.steps.repoint import Repoint
 from confluo.steps.service import StartNode, StopNode
@@ -45,6 +46,9 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
     target = str(inventory.target.version)
     reasons: list[str] = []
     reasons += node_reasons(inventory, facts)
+    if facts.cluster is not None and facts.cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
+        # Approved already (upgrade mode is off): all that is left is to run its upgrade tasks again.
+        return build_tasks_again_plan(inventory, facts.cluster, reasons)
     source = source_version(facts, target, reasons)
     if already_on_target(inventory, facts, target):
         done = Plan(inventory.cluster.name, target, target, nothing_to_do=True)
@@ -95,19 +99,16 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
             for name in least_busy_order(inventory.nodes, facts.cluster)
         ),
         cancel=(CancelUpgradeMode(settle_seconds=settle),),
-        finalize=(_finalize(inventory, facts.cluster, settle),),
+        finalize=(
+            Finalize(
+                settle_seconds=settle,
+                tasks_seconds=max(node.timeouts.finalize_seconds for node in inventory.nodes),
+            ),
+        ),
         prune=_prune(inventory, nodes, facts),
         new_installs={n.node.name: n.new_install for n in nodes},
         notes=(*notes(inventory), *balancer_notes(facts)),
     )
-
-
-def _finalize(inventory: Inventory, cluster: ClusterInfo, settle: float) -> Step:
-    """Approve; or, resuming after UPGRADE_TASKS_FAILED (the cause fixed), run the upgrade tasks again."""
-    tasks = max(node.timeouts.finalize_seconds for node in inventory.nodes)
-    if cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
-        return RetryFinalize(tasks_seconds=tasks)
-    return Finalize(settle_seconds=settle, tasks_seconds=tasks)
 
 
 class _NodeUpgrade:

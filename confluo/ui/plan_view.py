@@ -52,6 +52,8 @@ def _lb_state(state: ServerState) -> str:
 def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
     if plan.nothing_to_do:
         return f"{plan.cluster_name}: every node already runs {plan.target_version}; nothing to do.\n"
+    if plan.goal != "upgrade":  # what is left of an upgrade is its finalization
+        return recovery_plan_as_text(plan)
     lines = plan_summary(plan, facts, nodes) + _step_lines(plan) + _rollback_lines(plan)
     lines.append("")
     return "\n".join(lines)
@@ -199,7 +201,9 @@ def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
         table.add_column(title)
     for row in report["nodes"]:
         table.add_row(*(str(row.get(key, "-")) for key in columns.values()))
-    captions = []
+    captions = [f"{row['name']}: {error}" for row in report["nodes"] for error in row.get("finalization_errors", ())]
+    if report.get("next"):
+        captions.append(f"to continue once the cause is fixed: {report['next']}")
     run = report.get("unfinished_run")
     if run:
         captions.append(
