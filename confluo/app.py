@@ -20,7 +20,7 @@ from confluo.execute.report import ReportCollector, RunReport
 from confluo.execute.run_lock import LockChannel, LockSite, one_run
 from confluo.execute.runner import Runner
 from confluo.execute.shared_lock import LockState
-from confluo.inventory import ClusterSettings, Inventory, Node, load_inventory
+from confluo.inventory import ClusterSettings, Inventory, Node, SynchronyNode, load_inventory
 from confluo.plan.model import Plan
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
 from confluo.plan.restart import build_restart_plan
@@ -28,15 +28,16 @@ from confluo.plan.rollback import build_rollback_plan
 from confluo.plan.upgrade import build_plan
 from confluo.probe.facts import Facts
 from confluo.probe.gather import cluster_status, gather_facts
+from confluo.probe.synchrony import gather_synchrony
 from confluo.secrets import Masker
 from confluo.transport.base import Transport
-from confluo.transport.remote import CommandListener, Remote
+from confluo.transport.remote import CommandListener, HostShell, Remote
 from confluo.waits import SYSTEM_CLOCK, Clock
 
 T = TypeVar("T")
 
 
-def make_transport(node: Node, *, accept_new_host_keys: bool) -> Transport:
+def make_transport(node: Node | SynchronyNode, *, accept_new_host_keys: bool) -> Transport:
     if node.transport == "local":
         from confluo.transport.local import LocalTransport
 
@@ -92,10 +93,11 @@ class Session:
     state_dir: Path
     remotes: dict[str, Remote] = field(default_factory=dict)
     connect: Callable[[Node], Remote] | None = None  # a new connection of its own (the cluster lock's)
+    synchrony: dict[str, HostShell] = field(default_factory=dict)  # one connection per standalone Synchrony node
 
     def close(self) -> None:
-        for remote in self.remotes.values():
-            remote.transport.close()
+        for shell in (*self.remotes.values(), *self.synchrony.values()):
+            shell.transport.close()
         self.api.close()
 
 
@@ -121,6 +123,9 @@ def open_session(
     for node in inventory.nodes:
         transport = ports.transport(node, accept_new_host_keys=accept_new_host_keys)
         session.remotes[node.name] = Remote(node, transport, listeners)
+    for synchrony in inventory.synchrony:
+        transport = ports.transport(synchrony, accept_new_host_keys=accept_new_host_keys)
+        session.synchrony[synchrony.name] = HostShell(synchrony, transport, listeners)
 
     def connect(node: Node) -> Remote:
         return Remote(node, ports.transport(node, accept_new_host_keys=accept_new_host_keys), listeners)
@@ -132,6 +137,8 @@ def open_session(
 def make_plan(session: Session) -> tuple[Plan, Facts]:
     """The real read-only probes, then the plan built from what they found (resuming this machine's run)."""
     facts = gather_facts(session.inventory, session.remotes, session.api)
+    synchrony, jar_readable = gather_synchrony(session.inventory, session.synchrony, session.remotes, session.api)
+    facts = replace(facts, synchrony=synchrony, jar_readable=jar_readable)
     entry = _journal(session).read()
     if entry is not None and entry.target_version == str(session.inventory.target.version):
         facts = replace(facts, resumable_from=entry.source_version)
@@ -146,7 +153,10 @@ def run_plan(session: Session, plan: Plan) -> RunReport:
     if plan.goal == "upgrade":
         journal.started(plan.cluster_name, plan.source_version, plan.target_version)
     try:
-        Runner(plan, session.remotes, session.api, session.events, session.clock, on_failure=on_failure).run()
+        Runner(
+            plan, session.remotes, session.api, session.events, session.clock, on_failure=on_failure,
+            synchrony=session.synchrony,
+        ).run()  # fmt: skip
     finally:
         if _idle(session):
             journal.finished()  # done, or rolled back to STABLE: nothing left to resume

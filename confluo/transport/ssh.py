@@ -3,6 +3,7 @@ hosts, paramiko channels for the commands themselves)."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import select
@@ -11,7 +12,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import paramiko
 from fabric import Config, Connection
@@ -257,30 +258,57 @@ class SshTransport:
             raise ConnectionLost(f"{self.node}: the SSH connection broke while sending {local_path}: {exc}") from exc
         return finished(self.node, command, status, stdout, stderr, started, check=check)
 
+    def download(self, command: str, local_path: str, *, timeout: float) -> CommandResult:
+        started = time.monotonic()
+        transport = self._transport()
+        try:
+            channel = transport.open_session(timeout=self._connect_timeout)
+            channel.exec_command(command)
+            channel.shutdown_write()
+            with open(local_path, "wb") as out:
+                size, stderr = _drain_into(channel, out, started + timeout, self.node, command)
+            status = channel.recv_exit_status()
+            if status == -1:  # as in _collect: the connection broke
+                raise EOFError("the connection closed before the command finished")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise ConnectionLost(f"{self.node}: the SSH connection broke during `{command}`: {exc}") from exc
+        return finished(self.node, command, status, str(size).encode(), stderr, started, check=False)
+
     def upload(self, local_path: str, remote_path: str, *, timeout: float, offset: int = 0) -> int:
         redirect = ">> " if offset else "> "
         self._stream(local_path, "cat " + redirect + quote_argv([remote_path]), timeout=timeout, offset=offset)
         return os.path.getsize(local_path) - offset
 
 
-def _collect(channel: paramiko.Channel, deadline: float, node: str, command: str) -> tuple[bytes, bytes, int]:
-    stdout, stderr = bytearray(), bytearray()
+def _drain_into(
+    channel: paramiko.Channel, out: BinaryIO, deadline: float, node: str, command: str
+) -> tuple[int, bytes]:
+    """A command's stdout written to `out` as it arrives (never whole in memory); returns its size and stderr."""
+    size, stderr = 0, bytearray()
     while True:
         while channel.recv_ready():
-            stdout += channel.recv(CHUNK)
+            block = channel.recv(CHUNK)
+            out.write(block)
+            size += len(block)
         while channel.recv_stderr_ready():
             stderr += channel.recv_stderr(CHUNK)
         # OpenSSH may send the exit status before the last output: done only once the output has ended too.
         drained = not channel.recv_ready() and not channel.recv_stderr_ready()
         if drained and channel.exit_status_ready() and (channel.eof_received or channel.closed):
-            break
+            return size, bytes(stderr)
         if channel.closed and not channel.exit_status_ready():
             raise EOFError("channel closed before the command finished")
         if time.monotonic() > deadline:
             channel.close()
             raise CommandTimedOut(f"{node}: `{command}` ran past its deadline")
         select.select([channel], [], [], 0.05)
+
+
+def _collect(channel: paramiko.Channel, deadline: float, node: str, command: str) -> tuple[bytes, bytes, int]:
+    stdout = io.BytesIO()
+    _, stderr = _drain_into(channel, stdout, deadline, node, command)
     status = channel.recv_exit_status()
     if status == -1:  # paramiko's word for "the channel closed without an exit status": the connection broke
         raise EOFError("the connection closed before the command finished")
-    return bytes(stdout), bytes(stderr), status
+    return stdout.getvalue(), stderr, status
