@@ -29,7 +29,7 @@ def upgrade_synchrony(
 ) -> None:
     """`restore`: a Synchrony node that fails once stopped gets its old jar back (on_failure: rollback)."""
     for work in works:
-        _one(work, do, events, source, restore, lambda: f"{', '.join(sorted(upgraded))} run {target}")
+        _one(work, do, events, source, restore, lambda: _running(sorted(upgraded), target))
 
 
 def _one(work: NodeWork, do: Do, events: EventBus, source: str, restore: bool, upgraded: Callable[[], str]) -> None:
@@ -48,6 +48,10 @@ def _one(work: NodeWork, do: Do, events: EventBus, source: str, restore: bool, u
             _restore(work, do, events, None, upgraded)
         raise
     events.emit("node_done", f"{work.node}: Synchrony runs {source}'s jar, heartbeat OK", node=work.node)
+
+
+def _running(nodes: list[str], target: str) -> str:
+    return f"{', '.join(nodes)} {'runs' if len(nodes) == 1 else 'run'} {target}"
 
 
 def _restore(work: NodeWork, do: Do, events: EventBus, failure: StepFailed | None, upgraded: Callable[[], str]) -> None:

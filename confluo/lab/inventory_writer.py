@@ -11,14 +11,14 @@ from typing import Any
 import yaml
 
 from confluo.lab import hosts
-from confluo.lab.model import ADMIN_USER, Lab, Node
+from confluo.lab.model import ADMIN_USER, Lab, Node, SynchronyHost
 from confluo.lab.tarball import sha256_of
 
 INVENTORY_TIMEOUT_SECONDS = 60
 
 
 def inventory_document(lab: Lab) -> dict[str, Any]:
-    return {
+    document = {
         "cluster": {
             "name": lab.cluster_name,
             "api_url": lab.api_url,
@@ -38,6 +38,25 @@ def inventory_document(lab: Lab) -> dict[str, Any]:
         "keep_releases": 3,
         "nodes": [_node(node) for node in lab.nodes],
     }
+    if lab.synchrony:
+        document["synchrony"] = {
+            "timeouts": {"stop_seconds": INVENTORY_TIMEOUT_SECONDS, "start_seconds": INVENTORY_TIMEOUT_SECONDS},
+            "nodes": [_synchrony(host) for host in lab.synchrony],
+        }
+    return document
+
+
+def _synchrony(host: SynchronyHost) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": host.name, "host": host.address}
+    if host.user is not None:
+        entry["ssh"] = {"user": host.user}
+        entry["run_as"] = host.user
+    else:
+        entry["transport"] = "local"
+        entry["sudo"] = False
+    entry["home"] = str(host.home)
+    entry["heartbeat_url"] = host.heartbeat_url
+    return entry
 
 
 def _defaults(lab: Lab) -> dict[str, Any]:
