@@ -215,3 +215,26 @@ def test_synchrony_nodes_take_their_reach_from_defaults_but_not_confluences_user
     assert (node.timeouts.stop_seconds, node.timeouts.start_seconds) == (20.0, 5.0)
     assert node.heartbeat_url == "http://10.0.0.21:8091/synchrony/heartbeat"
     assert str(node.jar) == "/opt/s/synchrony-standalone.jar"
+
+
+def test_the_synchrony_section_the_sample_documents_is_valid(tmp_path: Path) -> None:
+    import re
+
+    import jsonschema
+    import yaml
+
+    from confluo.inventory import json_schema
+
+    sample = Path(__file__).parent.parent / "inventory.sample.yaml"
+    (block,) = re.findall(r"^# synchrony:\n((?:#   .*\n)+)", sample.read_text(), re.MULTILINE)
+    section = yaml.safe_load("\n".join(line[2:] for line in ["# synchrony:", *block.splitlines()]))
+    document = {**yaml.safe_load(sample.read_text()), **section}
+    jsonschema.validate(document, json_schema())
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump(document))
+    from confluo.inventory import load_inventory
+
+    loaded = load_inventory(tmp_path / "inventory.yaml").synchrony
+    assert [(n.name, n.run_as, n.ssh.user) for n in loaded] == [
+        ("synchrony1", "synchrony", "deploy"),
+        ("synchrony2", "synchrony", "deploy"),
+    ]
