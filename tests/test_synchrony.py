@@ -12,8 +12,13 @@ import pytest
 from fakes import SOURCE, TARGET, FakeSite, synchrony_jar
 from test_cli_fakes import confluo
 
-from confluo.errors import ExitCode
+from confluo.errors import ExitCode, StepFailed
+from confluo.events import EventBus
+from confluo.execute.synchrony import upgrade_synchrony
 from confluo.inventory import check_inventory
+from confluo.plan.model import NodeWork
+from confluo.secrets import Masker
+from confluo.steps.base import Step, StepKind
 
 OLD, NEW = synchrony_jar(SOURCE), synchrony_jar(TARGET)
 BACKUP = f"synchrony-standalone.jar.before-{TARGET}"
@@ -238,3 +243,54 @@ def test_the_synchrony_section_the_sample_documents_is_valid(tmp_path: Path) -> 
         ("synchrony1", "synchrony", "deploy"),
         ("synchrony2", "synchrony", "deploy"),
     ]
+
+
+class _Copy(Step):
+    kind = StepKind.SYNCHRONY_COPY
+
+
+class _Stop(Step):
+    kind = StepKind.SYNCHRONY_STOP
+
+
+class _Swap(Step):
+    kind = StepKind.SYNCHRONY_SWAP
+
+
+class _Start(Step):
+    kind = StepKind.SYNCHRONY_START
+
+
+class _Restore(Step):
+    kind = StepKind.SYNCHRONY_RESTORE
+
+
+@pytest.mark.parametrize(
+    ("fails_at", "error", "restore", "restored"),
+    [
+        (_Copy, KeyboardInterrupt, True, False),  # nothing was stopped: nothing to put back
+        (_Swap, KeyboardInterrupt, True, True),  # the node may be down: it is never left so
+        (_Swap, KeyboardInterrupt, False, True),  # on_failure halt does not leave an interrupted node down either
+        (_Copy, "failed", True, False),
+        (_Start, "failed", True, True),
+        (_Start, "failed", False, False),
+    ],
+)
+def test_a_synchrony_node_is_put_back_once_its_stop_began(
+    fails_at: type[Step], error: object, restore: bool, restored: bool
+) -> None:
+    done: list[str] = []
+
+    def do(step: Step, *, phase: str) -> bool:
+        done.append(type(step).__name__)
+        if isinstance(step, fails_at) and not phase.startswith("synchrony rollback"):
+            if error is KeyboardInterrupt:
+                raise KeyboardInterrupt
+            raise StepFailed(node="s1", step=step.name, command=None, exit_status=None, output_tail="", hint="h")
+        return True
+
+    work = NodeWork("synchrony1", (_Copy(), _Stop(), _Swap(), _Start()), (_Stop(), _Restore(), _Start()))
+    with pytest.raises((KeyboardInterrupt, StepFailed)):
+        upgrade_synchrony([work], do, EventBus(Masker()), source="node1", restore=restore, upgraded=["node1"],
+                          target=TARGET)  # fmt: skip
+    assert ("_Restore" in done) is restored
