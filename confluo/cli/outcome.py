@@ -18,6 +18,12 @@ from confluo.errors import ConfluoError, ExitCode, NothingChanged, Terminated
 from confluo.secrets import Masker
 from confluo.ui.log import CommandLog
 
+INTERRUPTED_HINT = (
+    "the node in progress was brought back to serving first; nothing is half-done on disk. Upgrade mode "
+    "may still be on: the same command again continues where this stopped, and `confluo status` shows "
+    "where the cluster stands and what continues it"
+)
+
 
 @contextmanager
 def session_for(
@@ -30,9 +36,11 @@ def session_for(
     masker: Masker | None = None,
     as_json: bool = False,
     read_only: bool = False,
+    interrupted_hint: str = INTERRUPTED_HINT,
 ) -> Iterator[Session]:
     """Opens the session and turns every way a command can end into its message, its hint and its exit code.
-    `read_only`: the command changes nothing, so no failure of it may claim that changes began."""
+    `read_only`: the command changes nothing, so no failure of it may claim that changes began.
+    `interrupted_hint`: what Ctrl-C or SIGTERM left behind, for the command at hand."""
     masker = masker or Masker()
     session = None
 
@@ -58,9 +66,7 @@ def session_for(
         fail(
             ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED,
             "terminated (SIGTERM)" if terminated else "interrupted",
-            "the node in progress was brought back to serving first; nothing is half-done on disk. Upgrade mode "
-            "may still be on: the same command again continues where this stopped, and `confluo status` shows "
-            "where the cluster stands and what continues it",
+            interrupted_hint,
         )
     except click.exceptions.Exit:
         raise
