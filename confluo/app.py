@@ -36,8 +36,9 @@ from confluo.ports import Ports
 from confluo.probe.balancer import probe_balancer
 from confluo.probe.facts import Facts
 from confluo.probe.gather import cluster_status, gather_facts
+from confluo.probe.synchrony import gather_synchrony
 from confluo.secrets import Masker
-from confluo.transport.remote import CommandListener, Remote
+from confluo.transport.remote import CommandListener, HostShell, Remote
 from confluo.waits import Clock
 
 T = TypeVar("T")
@@ -55,12 +56,13 @@ class Session:
     state_dir: Path
     remotes: dict[str, Remote] = field(default_factory=dict)
     connect: Callable[[Node], Remote] | None = None  # a new connection of its own (the cluster lock's)
+    synchrony: dict[str, HostShell] = field(default_factory=dict)  # one connection per standalone Synchrony node
     open_content: Callable[[], ContentApi] | None = None  # the content API, for the commands that need it
     balancer: LoadBalancer | None = None
 
     def close(self) -> None:
-        for remote in self.remotes.values():
-            remote.transport.close()
+        for shell in (*self.remotes.values(), *self.synchrony.values()):
+            shell.transport.close()
         self.api.close()
         close = getattr(self.balancer, "close", None)  # the adapters that hold a client (Apache's) have one
         if callable(close):
@@ -90,6 +92,9 @@ def open_session(
     for node in inventory.nodes:
         transport = ports.transport(node, accept_new_host_keys=accept_new_host_keys)
         session.remotes[node.name] = Remote(node, transport, listeners)
+    for synchrony in inventory.synchrony:
+        transport = ports.transport(synchrony, accept_new_host_keys=accept_new_host_keys)
+        session.synchrony[synchrony.name] = HostShell(synchrony, transport, listeners)
 
     def connect(node: Node) -> Remote:
         return Remote(node, ports.transport(node, accept_new_host_keys=accept_new_host_keys), listeners)
@@ -102,6 +107,8 @@ def open_session(
 def make_plan(session: Session) -> tuple[Plan, Facts]:
     """The real read-only probes, then the plan built from what they found (resuming this machine's run)."""
     facts = _with_balancer(session, gather_facts(session.inventory, session.remotes, session.api))
+    synchrony, jar_readable = gather_synchrony(session.inventory, session.synchrony, session.remotes, session.api)
+    facts = replace(facts, synchrony=synchrony, jar_readable=jar_readable)
     entry = _journal(session).read()
     if entry is not None and entry.target_version == str(session.inventory.target.version):
         facts = replace(facts, resumable_from=entry.source_version)
@@ -126,6 +133,7 @@ def run_plan(session: Session, plan: Plan) -> RunReport:
         Runner(
             plan, session.remotes, session.api, session.events, session.clock, on_failure=on_failure,
             balancer=session.balancer,
+            synchrony=session.synchrony,
         ).run()  # fmt: skip
     finally:
         if _idle(session):

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from confluo.api.base import ApiAuth, ClusterApi
 from confluo.api.content import ContentApi
-from confluo.inventory import ClusterSettings, Inventory, Node, RemoteHost
+from confluo.inventory import ClusterSettings, Inventory, Node, RemoteHost, SynchronyNode
 from confluo.loadbalancer.base import LoadBalancer
 from confluo.secrets import Masker
 from confluo.transport.base import Transport
 from confluo.waits import SYSTEM_CLOCK, Clock
 
 
-def make_transport(node: Node, *, accept_new_host_keys: bool) -> Transport:
+def make_transport(node: Node | SynchronyNode, *, accept_new_host_keys: bool) -> Transport:
     if node.transport == "local":
         from confluo.transport.local import LocalTransport
 

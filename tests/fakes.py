@@ -29,6 +29,7 @@ from confluo.api.base import (
     ApiError,
     ClusterInfo,
     ClusterState,
+    Heartbeat,
     InvalidTransition,
     NodeInfo,
     NodeState,
@@ -49,6 +50,12 @@ START = """#!/bin/bash
 here=$(cd "$(dirname "$0")/.." && pwd -P)
 mkdir -p "$here/work"
 rm -f "$here/work/catalina.pid"  # a killed process's pid file would otherwise end the wait below at once
+# As Confluence does: the synchrony-standalone.jar of its release goes into its local home.
+home=$(sed -n 's/^confluence.home=//p' "$here/confluence/WEB-INF/classes/confluence-init.properties" | tail -1)
+packaged=$here/confluence/WEB-INF/packages/synchrony-standalone.jar
+if [ -n "$home" ] && [ -f "$packaged" ]; then
+  cp "$packaged" "$home/.synchrony.tmp" && mv -f "$home/.synchrony.tmp" "$home/synchrony-standalone.jar"
+fi
 # The sleeper's own parent waits for it, so a killed sleeper is reaped at once (PID 1 here may reap late).
 nohup bash -c 'sleep 600 & echo $! > "$1"; wait' confluence "$here/work/catalina.pid" >/dev/null 2>&1 &
 until [ -s "$here/work/catalina.pid" ]; do sleep 0.005; done
@@ -78,8 +85,31 @@ class FakeClock:
         self.slept += seconds
 
 
-def install_tree(root: Path, version: str) -> None:
-    """A Confluence installation as the archive lays it out, with scripts that really start and stop."""
+SYNCHRONY_START = """#!/bin/bash
+# The fake standalone Synchrony: a sleeping process whose pid is in synchrony.pid; a pid file left behind blocks it.
+here=$(cd "$(dirname "$0")" && pwd -P)
+if [ -f "$here/synchrony.pid" ]; then echo "remove $here/synchrony.pid first" >&2; exit 1; fi
+nohup bash -c 'sleep 600 & echo $! > "$1"; wait' synchrony.core "$here/synchrony.pid" >/dev/null 2>&1 &
+until [ -s "$here/synchrony.pid" ]; do sleep 0.005; done
+"""
+SYNCHRONY_STOP = """#!/bin/bash
+here=$(cd "$(dirname "$0")" && pwd -P)
+[ -f "$here/synchrony.pid" ] || { echo "Unable to locate Synchrony PID file!"; exit 1; }
+pid=$(cat "$here/synchrony.pid") && kill "$pid" 2>/dev/null
+while [ -n "$pid" ] && [ -d "/proc/$pid" ] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do
+  sleep 0.01
+done
+rm -f "$here/synchrony.pid"
+"""
+
+
+def synchrony_jar(version: str) -> bytes:
+    return f"synchrony-standalone for Confluence {version}\n".encode()
+
+
+def install_tree(root: Path, version: str, synchrony: bool = False) -> None:
+    """A Confluence installation as the archive lays it out, with scripts that really start and stop; with
+    `synchrony`, the release's synchrony-standalone.jar, which its start puts into the local home."""
     (root / "bin").mkdir(parents=True)
     for name, text in (("start-confluence.sh", START), ("stop-confluence.sh", STOP)):
         (root / "bin" / name).write_text(text)
@@ -92,11 +122,14 @@ def install_tree(root: Path, version: str) -> None:
     (root / "conf").mkdir()
     (root / "conf/server.xml").write_text('<Server port="8000" shutdown="SHUTDOWN"/>\n')
     (root / "logs").mkdir()
+    if synchrony:
+        (root / "confluence/WEB-INF/packages").mkdir(parents=True)
+        (root / "confluence/WEB-INF/packages/synchrony-standalone.jar").write_bytes(synchrony_jar(version))
 
 
-def release_archive(path: Path, version: str) -> Path:
+def release_archive(path: Path, version: str, synchrony: bool = False) -> Path:
     scratch = path.parent / f"build-{version}"
-    install_tree(scratch / f"atlassian-confluence-{version}", version)
+    install_tree(scratch / f"atlassian-confluence-{version}", version, synchrony)
     with tarfile.open(path, "w:gz") as tar:
         tar.add(scratch / f"atlassian-confluence-{version}", arcname=f"atlassian-confluence-{version}")
     return path
@@ -148,6 +181,46 @@ class FakeHost:
         pid = int(text)
         os.kill(pid, signal.SIGKILL)
         _reap(pid)
+
+
+@dataclass
+class FakeSynchrony:
+    """A standalone Synchrony node: its home holds the jar and the scripts; its heartbeat is its live process."""
+
+    name: str
+    index: int
+    root: Path
+
+    @property
+    def home(self) -> Path:
+        return self.root / "opt/synchrony"
+
+    @property
+    def jar(self) -> Path:
+        return self.home / "synchrony-standalone.jar"
+
+    @property
+    def heartbeat_url(self) -> str:
+        return f"http://127.0.1.{10 + self.index}:8091/synchrony/heartbeat"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int((self.home / "synchrony.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def start(self) -> None:
+        os.system(str(self.home / "start-synchrony.sh"))
+
+    def stop(self) -> None:
+        os.system(str(self.home / "stop-synchrony.sh"))
+
+    def kill(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -256,6 +329,14 @@ class FakeClusterApi:
         self.upgrade_mode, self.original_version = False, None
         return self.cluster()
 
+    def heartbeat(self, url: str, *, timeout: float = 5.0) -> Heartbeat:
+        node = next(n for n in self.site.synchrony if n.heartbeat_url == url)
+        if node.pid() is None:
+            return Heartbeat(False, "unreachable (ConnectError)")
+        if node.name in self.site.synchrony_failing and node.jar.read_bytes() == synchrony_jar(TARGET):
+            return Heartbeat(False, "HTTP 503 'starting'")  # the new jar never comes up on this node
+        return Heartbeat(True, "OK")
+
     def node_status(self, url: str, *, timeout: float = 5.0) -> StatusState:
         host = next(h for h in self.site.hosts if h.url == url)
         running = host.running()
@@ -280,6 +361,8 @@ class FakeSite:
     load: dict[str, int] = field(default_factory=dict)
     finalize_fails: bool = False
     users: dict[str, int] = field(default_factory=dict)  # active users the cluster reports per node
+    synchrony: list[FakeSynchrony] = field(default_factory=list)
+    synchrony_failing: set[str] = field(default_factory=set)  # Synchrony nodes whose heartbeat never OKs the new jar
     api: FakeClusterApi = field(init=False)
     content: FakeContentApi = field(init=False)
     lb: FakeLoadBalancer | None = None  # with_balancer() adds one, and the inventory's section for it
@@ -296,15 +379,19 @@ class FakeSite:
         return self.lb
 
     @classmethod
-    def build(cls, tmp_path: Path, nodes: int = 3, **inventory_changes: object) -> FakeSite:
+    def build(cls, tmp_path: Path, nodes: int = 3, synchrony: int = 0, **inventory_changes: object) -> FakeSite:
+        """`synchrony`: that many standalone Synchrony nodes, on the jar of SOURCE (the releases then ship one)."""
         hosts = [FakeHost(f"node{i}", i, tmp_path / "hosts" / f"node{i}") for i in range(1, nodes + 1)]
-        archive = release_archive(tmp_path / f"atlassian-confluence-{TARGET}.tar.gz", TARGET)
+        archive = release_archive(tmp_path / f"atlassian-confluence-{TARGET}.tar.gz", TARGET, synchrony > 0)
         for host in hosts:
-            install_tree(host.base / SOURCE, SOURCE)
+            install_tree(host.base / SOURCE, SOURCE, synchrony > 0)
             (host.base / "current").symlink_to(host.base / SOURCE)
             host.home.mkdir(parents=True)
             (host.home / "confluence.cfg.xml").write_text("<confluence-configuration/>\n")
+            if synchrony:
+                (host.base / SOURCE / INIT).write_text(f"confluence.home={host.home}\n")
         site = cls(tmp_path, hosts, tmp_path / "inventory.yaml", archive)
+        site.synchrony = [_synchrony_host(tmp_path, i) for i in range(1, synchrony + 1)]
         site.write_inventory(**inventory_changes)
         site.start_all()
         return site
@@ -329,6 +416,13 @@ class FakeSite:
                 for host in self.hosts
             ],
         }
+        if self.synchrony:
+            document["synchrony"] = {
+                "timeouts": {"stop_seconds": 30, "start_seconds": 30},
+                "nodes": [
+                    {"name": n.name, "home": str(n.home), "heartbeat_url": n.heartbeat_url} for n in self.synchrony
+                ],
+            }
         document.update(changes)
         self.inventory.write_text(yaml.safe_dump(document))
 
@@ -355,10 +449,14 @@ class FakeSite:
         for host in self.hosts:
             if host.running() is None:
                 os.system(f"{host.base / 'current/bin/start-confluence.sh'}")
+        for synchrony in self.synchrony:
+            synchrony.start()
 
     def stop_all(self) -> None:
         for host in self.hosts:
             host.kill()
+        for synchrony in self.synchrony:
+            synchrony.kill()
 
     def fail_start(self, name: str) -> None:
         self.failing.add(name)
@@ -444,3 +542,13 @@ class FakeLoadBalancer:
             if host.name == server:
                 return host
         raise LoadBalancerError(f"fake load balancer: no server {server!r}")
+
+
+def _synchrony_host(tmp_path: Path, index: int) -> FakeSynchrony:
+    node = FakeSynchrony(f"synchrony{index}", index, tmp_path / "hosts" / f"synchrony{index}")
+    node.home.mkdir(parents=True)
+    node.jar.write_bytes(synchrony_jar(SOURCE))
+    for name, text in (("start-synchrony.sh", SYNCHRONY_START), ("stop-synchrony.sh", SYNCHRONY_STOP)):
+        (node.home / name).write_text(text)
+        (node.home / name).chmod(0o755)
+    return node

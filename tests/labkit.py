@@ -147,10 +147,12 @@ def lab_options(
     index_seconds: float = FAST.index_seconds,
     local: bool = False,
     lb_retries: bool = False,
+    synchrony: int = 0,
 ) -> model.LabOptions:
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
     return model.LabOptions(
-        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries
+        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries,
+        synchrony=synchrony,
     )
 
 

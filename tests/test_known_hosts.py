@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from confluo.transport.base import ConnectionFailed
-from confluo.transport.ssh import read_known_hosts
+from confluo.transport.known_hosts import read_known_hosts
 
 _BLOB = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))).decode()
 OTHER = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(1, 33))).decode()

@@ -36,3 +36,12 @@ def test_the_lab_grants_exactly_the_readme_sudoers_snippet() -> None:
 def test_the_readme_grants_the_run_user_its_scripts_and_exactly_what_confluo_runs_as_that_user() -> None:
     scripts = [f"/opt/atlassian/confluence/current/bin/{action}-confluence.sh" for action in ("start", "stop")]
     assert _readme_commands("confluence") == sorted([*scripts, *AS_RUN_USER])
+
+
+def test_the_readme_grants_synchrony_s_user_its_scripts_and_root_what_a_jar_swap_needs() -> None:
+    from confluo.probe.synchrony import PRIVILEGED as SYNCHRONY_ROOT
+    from confluo.steps.synchrony import START_SCRIPT, STOP_SCRIPT
+
+    scripts = [f"/opt/atlassian/synchrony/{script}" for script in (START_SCRIPT, STOP_SCRIPT)]
+    assert _readme_commands("synchrony") == sorted(scripts)
+    assert set(SYNCHRONY_ROOT) <= set(_readme_root_commands())

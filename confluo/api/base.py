@@ -66,6 +66,14 @@ class StatusState(_Lenient):
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    """A standalone Synchrony node's GET <heartbeat_url>: it serves only when that answers 200 "OK"."""
+
+    ok: bool
+    seen: str  # what was seen, for messages: OK, HTTP 503, unreachable, ...
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     id: str
     name: str
@@ -184,6 +192,10 @@ class ClusterApi(Protocol):
 
     def node_status(self, url: str, *, timeout: float = 5.0) -> StatusState:
         """GET <node>/status. HTTP 200 alone is not enough: the body must say RUNNING."""
+        ...
+
+    def heartbeat(self, url: str, *, timeout: float = 5.0) -> Heartbeat:
+        """GET a Synchrony node's heartbeat URL (no credentials)."""
         ...
 
     def close(self) -> None: ...

@@ -12,6 +12,7 @@ from confluo.api.base import (
     ApiError,
     ClusterInfo,
     ClusterState,
+    Heartbeat,
     InvalidTransition,
     StatusState,
     parse_cluster,
@@ -99,6 +100,17 @@ class HttpClusterApi:
         if state is StatusState.RUNNING and response.status_code != 200:
             return StatusState.UNKNOWN
         return state
+
+    def heartbeat(self, url: str, *, timeout: float = 5.0) -> Heartbeat:
+        try:
+            response = self._status_client.get(url, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return Heartbeat(False, f"unreachable ({type(exc).__name__})")
+        body = response.text.strip()
+        if response.status_code == 200 and body == "OK":
+            return Heartbeat(True, "OK")
+        shown = body[:40] if body.isprintable() else "(not text)"
+        return Heartbeat(False, f"HTTP {response.status_code} {shown!r}".rstrip())
 
     @property
     def current_url(self) -> str:

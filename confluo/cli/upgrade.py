@@ -144,7 +144,8 @@ def run_with_view(
         session.events.subscribe(JsonLines(env.stdout))
         return noted_work()
     if env.stdout_isatty:
-        with LiveView(terminal_console(env.stdout), [n.name for n in session.inventory.nodes]) as view:
+        rows = [n.name for n in session.inventory.nodes] + [n.name for n in session.inventory.synchrony]
+        with LiveView(terminal_console(env.stdout), rows) as view:
             session.events.subscribe(view)
             return noted_work()
     session.events.subscribe(PlainLines(env.stdout))

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from confluo.api.base import ApiError, ClusterApi, ClusterInfo
 from confluo.errors import ConfluoError, ExitCode, NothingChanged, RolledBack, StepFailed
 from confluo.events import EventBus
+from confluo.execute.synchrony import upgrade_synchrony
 from confluo.inventory import Node
 from confluo.loadbalancer.base import LoadBalancer, pool_view
 from confluo.parallel import in_parallel
@@ -19,7 +20,7 @@ from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import Pick, Snapshot, Wait, next_node
 from confluo.steps.base import PRESTAGE_KINDS, Step, StepContext, StepKind
 from confluo.transport.base import CommandFailed, ConnectionFailed, ConnectionLost, TransportError
-from confluo.transport.remote import Remote
+from confluo.transport.remote import HostShell, Remote
 from confluo.waits import SYSTEM_CLOCK, Clock, Deadline, TimedOut, poll, retry
 
 RECONNECT_PAUSES = (1.0, 2.0, 4.0, 8.0)  # then the step fails: about 15 s without SSH
@@ -36,9 +37,11 @@ class Runner:
         clock: Clock = SYSTEM_CLOCK,
         on_failure: str = "rollback",
         balancer: LoadBalancer | None = None,
+        synchrony: Mapping[str, HostShell] | None = None,
     ) -> None:
         self.plan = plan
         self.remotes = remotes
+        self.synchrony = synchrony or {}  # the standalone Synchrony nodes' shells
         self.api = api
         self.events = events
         self.clock = clock
@@ -98,10 +101,16 @@ class Runner:
 
     def _roll(self) -> None:
         remaining = list(self.plan.rolling)
+        synchrony = self.plan.goal == "upgrade" and bool(self.plan.synchrony)
         while remaining:
             work = self._next(remaining)
             remaining.remove(work)
             self._node(work)
+            if synchrony:  # the first node runs the target now: the Synchrony nodes get its jar
+                synchrony = False
+                works, upgraded, target = self.plan.synchrony_from(work.node), self.upgraded, self.plan.target_version
+                upgrade_synchrony(works, self._do, self.events, source=work.node, restore=self.on_failure == "rollback",
+                                  upgraded=upgraded, target=target)  # fmt: skip
 
     def _next(self, remaining: list[NodeWork]) -> NodeWork:
         """The next node, chosen now; while taking it out would leave no second node serving, wait for one."""
@@ -249,7 +258,8 @@ class Runner:
         label = f"{node}: {step.name}" if node else step.name
         ctx = StepContext(
             api=self.api,
-            remote=self.remotes[node] if node else None,
+            remote=(self.remotes.get(node) or self.synchrony[node]) if node else None,
+            peer=self.remotes[step.peer] if step.peer else None,
             clock=self.clock,
             on_wait=lambda observed: self.events.emit("waiting", observed, node=node, phase=phase),
             balancer=self.balancer,

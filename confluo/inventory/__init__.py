@@ -18,6 +18,8 @@ from confluo.inventory.build import validate_document
 from confluo.inventory.load import InventoryReadError, read_document
 from confluo.inventory.model import (
     DEFAULT_CUSTOMIZATION_FILES,
+    SYNCHRONY_JAR,
+    Access,
     ApacheBalancer,
     Carry,
     ClusterSettings,
@@ -33,6 +35,8 @@ from confluo.inventory.model import (
     RemoteHost,
     ServiceSettings,
     SshSettings,
+    SynchronyNode,
+    SynchronyTimeouts,
     Target,
     Timeouts,
     WeightRamp,
@@ -86,11 +90,13 @@ def _local_file_problems(inventory: Inventory) -> list[str]:
         files[f"cluster.credentials.{secret.key}"] = (Path(secret.source), True)
     if "://" not in inventory.target.archive:
         files["target.archive"] = (Path(inventory.target.archive), True)
-    for index, node in enumerate(inventory.nodes):
-        if node.transport == "ssh":
-            if node.ssh.key is not None:
-                files[f"nodes[{index}].ssh.key"] = (node.ssh.key, True)
-            files[f"nodes[{index}].ssh.known_hosts"] = (node.ssh.known_hosts, False)
+    reached: list[tuple[str, Access]] = [(f"nodes[{i}]", node) for i, node in enumerate(inventory.nodes)]
+    reached += [(f"synchrony.nodes[{i}]", node) for i, node in enumerate(inventory.synchrony)]
+    for where, machine in reached:
+        if machine.transport == "ssh":
+            if machine.ssh.key is not None:
+                files[f"{where}.ssh.key"] = (machine.ssh.key, True)
+            files[f"{where}.ssh.known_hosts"] = (machine.ssh.known_hosts, False)
     problems = []
     for where, (path, required) in files.items():
         try:
@@ -109,6 +115,8 @@ def _local_file_problems(inventory: Inventory) -> list[str]:
 
 __all__ = [
     "DEFAULT_CUSTOMIZATION_FILES",
+    "SYNCHRONY_JAR",
+    "Access",
     "ApacheBalancer",
     "Carry",
     "ClusterSettings",
@@ -124,6 +132,8 @@ __all__ = [
     "RemoteHost",
     "ServiceSettings",
     "SshSettings",
+    "SynchronyNode",
+    "SynchronyTimeouts",
     "Target",
     "Timeouts",
     "WeightRamp",

@@ -35,6 +35,7 @@ from confluo.inventory.schema import (
     NginxSection,
     NodeSection,
     SshSection,
+    SynchronyNodeSection,
 )
 from confluo.secrets import SecretRef
 from confluo.versions import Version
@@ -65,6 +66,7 @@ def validate_document(
         return None, problems
     inventory = _inventory(parsed, path, version, context)
     problems += _duplicates(inventory.nodes)
+    problems += _synchrony_duplicates(inventory.nodes, inventory.synchrony)
     return (None if problems else inventory), problems
 
 
@@ -210,6 +212,36 @@ def _requirements(data: Mapping[str, object], target_version: str | None) -> lis
         if isinstance(entry, Mapping):
             settings = merged(defaults if isinstance(defaults, Mapping) else {}, entry)
             problems += _node_requirements(settings, entry, ("nodes", index))
+    synchrony = data.get("synchrony")
+    if isinstance(synchrony, Mapping) and isinstance(synchrony.get("nodes"), list):
+        for index, entry in enumerate(synchrony["nodes"]):
+            if isinstance(entry, Mapping):
+                settings = merged(_synchrony_base(data), entry)
+                problems += _synchrony_requirements(settings, entry, ("synchrony", "nodes", index))
+    return problems
+
+
+# What a Synchrony node takes from `defaults`: how to reach it, not Confluence's own settings (home, run_as).
+SYNCHRONY_INHERITS = ("transport", "ssh", "sudo")
+
+
+def _synchrony_base(data: Mapping[str, object]) -> dict[str, object]:
+    """`defaults`' reach, then the `synchrony` section's shared settings: what each Synchrony node inherits."""
+    defaults = data.get("defaults")
+    reach = {k: v for k, v in defaults.items() if k in SYNCHRONY_INHERITS} if isinstance(defaults, Mapping) else {}
+    shared = data.get("synchrony")
+    own = {k: v for k, v in shared.items() if k != "nodes"} if isinstance(shared, Mapping) else {}
+    return merged(reach, own)
+
+
+def _synchrony_requirements(settings: Mapping[str, object], own: Mapping[str, object], where: Loc) -> list[Problem]:
+    problems = []
+    if _unset(settings, "home"):
+        why = "missing; the Synchrony home, which holds synchrony-standalone.jar"
+        problems.append(Problem(f"{why} (set it on the node or under synchrony)", (*where, "home"), at="parent"))
+    local = settings.get("transport") == "local"
+    if _unset(own, "host") and not local and _unset(settings, "ssh", "alias"):
+        problems.append(Problem("missing; where SSH connects (or give ssh.alias)", (*where, "host"), at="parent"))
     return problems
 
 
@@ -300,6 +332,36 @@ def _inventory(parsed: InventoryFile, path: Path, version: Version, context: dic
         nodes=nodes,
         on_failure=parsed.on_failure,
         carry=_carry(customizations),
+        synchrony=_synchrony_nodes(parsed, context),
+    )
+
+
+def _synchrony_nodes(parsed: InventoryFile, context: dict[str, Path]) -> tuple[model.SynchronyNode, ...]:
+    if parsed.synchrony is None:
+        return ()
+    base = _synchrony_base(parsed.model_dump(exclude_unset=True, include={"defaults", "synchrony"}))
+    sections = (merged(base, node.model_dump(exclude_unset=True)) for node in parsed.synchrony.nodes)
+    return tuple(_synchrony_node(SynchronyNodeSection.model_validate(s, context=context)) for s in sections)
+
+
+def _synchrony_node(node: SynchronyNodeSection) -> model.SynchronyNode:
+    ssh = _ssh(node.ssh)
+    transport = node.transport or "ssh"
+    timeouts = node.timeouts
+    assert node.home is not None  # pass 2 found it set
+    return model.SynchronyNode(
+        transport=transport,
+        ssh=ssh,
+        sudo=node.sudo if node.sudo is not None else True,
+        run_as=node.run_as,
+        name=node.name,
+        host=node.host or ("localhost" if transport == "local" else ssh.alias or ""),
+        home=PurePosixPath(node.home),
+        heartbeat_url=node.heartbeat_url,
+        timeouts=model.SynchronyTimeouts(
+            _or(timeouts.stop_seconds if timeouts else None, 60.0),
+            _or(timeouts.start_seconds if timeouts else None, 300.0),
+        ),
     )
 
 
@@ -464,4 +526,34 @@ def _duplicates(nodes: Sequence[model.Node]) -> list[Problem]:
         if node.lb_server is not None:
             shown = f"the load balancer server {node.lb_server!r}"
             claim(index, ("lb_server",), "server", node.lb_server, shown)
+    return problems
+
+
+def _synchrony_duplicates(nodes: Sequence[model.Node], synchrony: Sequence[model.SynchronyNode]) -> list[Problem]:
+    """A Synchrony node's name is its own among every node's (events and the plan name it); its SSH endpoint and
+    heartbeat URL belong to one Synchrony node."""
+    problems = []
+    names = {node.name: f"nodes[{index}]" for index, node in enumerate(nodes)}
+    owners: dict[tuple[str, object], int] = {}
+
+    def claim(index: int, field: Loc, key: tuple[str, object], shown: str) -> None:
+        first = owners.setdefault(key, index)
+        if first != index:
+            problems.append(
+                Problem(f"{shown} is already used by synchrony.nodes[{first}]", ("synchrony", "nodes", index, *field))
+            )
+
+    for index, node in enumerate(synchrony):
+        if node.name in names:
+            problems.append(
+                Problem(f"{node.name!r} is already used by {names[node.name]}", ("synchrony", "nodes", index, "name"))
+            )
+        claim(index, ("name",), ("name", node.name), repr(node.name))
+        claim(index, ("heartbeat_url",), ("url", node.heartbeat_url), node.heartbeat_url)
+        if node.transport == "local":
+            continue
+        if node.ssh.alias is not None:
+            claim(index, ("ssh", "alias"), ("alias", node.ssh.alias), f"ssh alias {node.ssh.alias!r}")
+        else:
+            claim(index, ("host",), ("endpoint", (node.host, node.ssh.port)), f"{node.host} port {node.ssh.port}")
     return problems

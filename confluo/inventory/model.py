@@ -115,13 +115,19 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
-class NodeSettings:
-    """The settings a node inherits from `defaults` and may override."""
+class Access:
+    """How confluo reaches a machine and acts on it: the same for a Confluence node and a Synchrony node."""
 
     transport: TransportKind
     ssh: SshSettings
-    sudo: bool
-    run_as: str | None
+    sudo: bool  # changes as `sudo -n`
+    run_as: str | None  # the user the service runs as: its scripts run as that user
+
+
+@dataclass(frozen=True)
+class NodeSettings(Access):
+    """The settings a node inherits from `defaults` and may override."""
+
     install: InstallSettings
     home: PurePosixPath
     service: ServiceSettings
@@ -141,6 +147,32 @@ class Node(NodeSettings):
     def balancer_server(self) -> str:
         """The name the load balancer knows this node by."""
         return self.lb_server or self.name
+
+
+# --- standalone Synchrony ----------------------------------------------------------------------------------
+
+SYNCHRONY_JAR = "synchrony-standalone.jar"  # in the Synchrony home, and in every Confluence node's local home
+
+
+@dataclass(frozen=True)
+class SynchronyTimeouts:
+    stop_seconds: float = 60.0  # stop-synchrony.sh until the process is gone and the heartbeat down
+    start_seconds: float = 300.0  # start-synchrony.sh until the heartbeat answers OK
+
+
+@dataclass(frozen=True)
+class SynchronyNode(Access):
+    """A node of a standalone Synchrony cluster: its home holds the jar and start-/stop-synchrony.sh."""
+
+    name: str
+    host: str
+    home: PurePosixPath
+    heartbeat_url: str  # normalised like a node's url; answers 200 "OK" while Synchrony serves
+    timeouts: SynchronyTimeouts = field(default_factory=SynchronyTimeouts)
+
+    @property
+    def jar(self) -> PurePosixPath:
+        return self.home / SYNCHRONY_JAR
 
 
 # --- load balancers (confluo/loadbalancer/factory.py builds the adapter; steps/pool.py drives it) -----------
@@ -249,3 +281,4 @@ class Inventory:
     nodes: tuple[Node, ...]
     on_failure: OnFailure = "rollback"  # what an upgrade does when a node fails: roll that node back, or halt
     carry: Carry = field(default_factory=Carry)
+    synchrony: tuple[SynchronyNode, ...] = ()  # standalone Synchrony, upgraded once the first node runs the target

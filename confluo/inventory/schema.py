@@ -354,6 +354,57 @@ class NodeSection(NodeSettingsSection):
     """The node's server name in the load balancer (default: its name)."""
 
 
+class SynchronyTimeoutsSection(Section):
+    """Seconds each phase of a Synchrony node's restart may take before the run halts."""
+
+    stop_seconds: PhaseSeconds | None = None
+    """stop-synchrony.sh until the process is gone and the heartbeat down (default 60)."""
+    start_seconds: PhaseSeconds | None = None
+    """start-synchrony.sh until the heartbeat answers OK (default 300)."""
+
+
+class SynchronySettingsSection(Section):
+    """Settings the Synchrony nodes share (written under `synchrony`) or set for themselves; transport, ssh and
+    sudo are taken from `defaults` first."""
+
+    transport: Transport | None = None
+    """ssh (default), or local."""
+    ssh: SshSection | None = None
+    """Over defaults.ssh."""
+    sudo: bool | None = None
+    """Replace the jar as `sudo -n` (default: defaults.sudo, else true)."""
+    run_as: UserName | None = None
+    """The user Synchrony runs as: start-synchrony.sh and stop-synchrony.sh run as it (not inherited from
+    defaults, which names Confluence's user)."""
+    home: RemotePath | None = None
+    """The Synchrony home: it holds synchrony-standalone.jar, start-synchrony.sh and stop-synchrony.sh."""
+    timeouts: SynchronyTimeoutsSection | None = None
+
+
+class SynchronyNodeSection(SynchronySettingsSection):
+    """One node of the standalone Synchrony cluster."""
+
+    name: NodeName
+    """A name for the node, shown in plans and events (not one of the Confluence nodes' names)."""
+    host: Host | None = None
+    """Where SSH connects (not needed with ssh.alias or transport local)."""
+    heartbeat_url: HttpUrl
+    """Answers 200 "OK" while Synchrony serves, e.g. http://10.0.0.21:8091/synchrony/heartbeat."""
+
+
+class SynchronySection(SynchronySettingsSection):
+    """A standalone Synchrony cluster (collaborative editing): once the first Confluence node runs the target,
+    each Synchrony node gets that node's synchrony-standalone.jar, one at a time."""
+
+    nodes: Annotated[
+        list[SynchronyNodeSection],
+        BeforeValidator(
+            _list_of("Synchrony nodes", at_least_one="list at least one Synchrony node", at_most=MAX_NODES)
+        ),
+        _schema(minItems=1),
+    ]
+
+
 class CredentialsSection(Section):
     """Where confluo reads the secret: exactly one of the *_env, *_file, *_command keys."""
 
@@ -542,6 +593,8 @@ class InventoryFile(Section):
     """A load balancer confluo takes each node out of before stopping it."""
     on_failure: OnFailureChoice = "rollback"
     """When a node fails during an upgrade: rollback (that node returns to its old release) or halt."""
+    synchrony: SynchronySection | None = None
+    """Standalone Synchrony nodes (omit when Confluence manages Synchrony itself)."""
     nodes: Annotated[
         list[NodeSection],
         BeforeValidator(_list_of("nodes", at_least_one="list at least one node", at_most=MAX_NODES)),
@@ -553,6 +606,7 @@ class InventoryFile(Section):
 MISSING_HINTS: dict[tuple[str, ...], str] = {
     ("database",): "expected one of " + ", ".join(DATABASES),
     ("nodes",): "list at least one node",
+    ("synchrony", "nodes"): "list at least one Synchrony node",
 }
 
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"

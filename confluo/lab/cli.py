@@ -75,6 +75,10 @@ def lab() -> None:
     help="How often each node's search index takes new content (a search misses a page that new).",
 )
 @click.option("--local", is_flag=True, help=f"Local mode even where ssh is possible (or {hosts.MODE_ENV}=local).")
+@click.option(
+    "--synchrony", type=click.IntRange(0, model.MAX_SYNCHRONY), default=0, show_default=True,
+    help="Standalone Synchrony hosts, each with its own sshd and user.",
+)  # fmt: skip
 @lab_errors
 def up(
     lab_dir: Path,
@@ -88,18 +92,21 @@ def up(
     finalize_seconds: float,
     index_seconds: float,
     local: bool,
+    synchrony: int,
 ) -> None:
     """Start a lab: N nodes ACTIVE behind a load balancer, an inventory, the next release's archive."""
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
     options = model.LabOptions(
-        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries
+        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries,
+        synchrony=synchrony,
     )
     began = time.monotonic()
     started = lifecycle.up(lab_dir, options, progress=lambda line: click.echo(f"  {line}", err=True))
     elapsed = time.monotonic() - began
     if not started.ssh:
         click.echo(f"LOCAL MODE: {local_mode_reason(local)}; nodes run as you, without sshd or sudo.")
-    click.echo(f"Lab up in {elapsed:.1f} s: {nodes} nodes ACTIVE, {version}, slot {started.slot}, {started.dir}")
+    extra = f", {synchrony} Synchrony nodes serving" if synchrony else ""
+    click.echo(f"Lab up in {elapsed:.1f} s: {nodes} nodes ACTIVE{extra}, {version}, slot {started.slot}, {started.dir}")
     click.echo(render_status(lab_status(started.dir)))
 
 
@@ -154,6 +161,11 @@ def render_status(report: dict[str, Any]) -> str:
                 "; ".join(node.get("problems") or []) or "-",
             )
         )
+    for host in report.get("synchrony", []):
+        login = f"{host['ssh']['user']}@{host['ssh']['host']}" if host.get("ssh") else "-"
+        problems = "; ".join(host["problems"]) or "-"
+        rows.append((host["name"], host["address"], "SYNCHRONY", f"heartbeat {host['heartbeat']}",
+                     host["version"] or "-", str(host["pid"] or "-"), login, problems))  # fmt: skip
     return "\n".join(lines + table(rows))
 
 
@@ -202,6 +214,11 @@ def fault(node: str, kind: str, lab_dir: Path) -> None:
           finalize-fail  its finalization upgrade tasks fail after approve
           index-broken its search index stops taking new content
           clear        remove the fault (and start sshd again if it was down)
+
+    \b
+    On a Synchrony host (synchrony1, ...):
+          fail-upgrade  a jar of another release than the installed one exits at start
+          crash, ssh-down, clear  as for a node
     """
     click.echo(control.fault(lab_dir, node, kind))
 

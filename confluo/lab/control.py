@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 from confluo.lab import hosts
+from confluo.lab import synchrony as synchrony_hosts
 from confluo.lab.hosts import LabError
 from confluo.lab.model import Lab, Node, load
 from confluo.lab.node.clusterdb import set_fault, set_node_load
@@ -35,8 +36,10 @@ def fault_kinds() -> tuple[str, ...]:
 
 
 def fault(lab_dir: Path, node_name: str, kind: str) -> str:
-    """Inject `kind` into a node (or `clear` its fault); returns a sentence saying what was done."""
+    """Inject `kind` into a node or a Synchrony host (or `clear` its fault); returns a sentence saying what was done."""
     lab = load(lab_dir)
+    if (synchrony := lab.synchrony_host(node_name)) is not None:
+        return synchrony_hosts.clear(lab, synchrony) if kind == CLEAR else synchrony_hosts.fault(lab, synchrony, kind)
     node = lab.node(node_name)
     if kind == CLEAR:
         return _clear(lab, node)
@@ -76,8 +79,16 @@ def _clear(lab: Lab, node: Node) -> str:
 
 
 def start(lab_dir: Path, node_name: str) -> int | None:
-    return start_node(load(lab_dir).node(node_name))
+    lab = load(lab_dir)
+    if (synchrony := lab.synchrony_host(node_name)) is not None:
+        synchrony_hosts.run_script(synchrony, synchrony_hosts.START_SCRIPT)
+        return hosts.read_pid(synchrony.pid_file)
+    return start_node(lab.node(node_name))
 
 
 def stop(lab_dir: Path, node_name: str) -> None:
-    stop_node(load(lab_dir).node(node_name))
+    lab = load(lab_dir)
+    if (synchrony := lab.synchrony_host(node_name)) is not None:
+        synchrony_hosts.run_script(synchrony, synchrony_hosts.STOP_SCRIPT)
+        return
+    stop_node(lab.node(node_name))

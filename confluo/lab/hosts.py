@@ -162,6 +162,10 @@ def user_name(slot: int, node_index: int) -> str:
     return f"cl{slot}n{node_index}"
 
 
+def synchrony_user_name(slot: int, index: int) -> str:
+    return f"cl{slot}s{index}"
+
+
 def ensure_state_dir() -> Path:
     """The machine-wide folder of the labs; sticky and world-writable like /tmp, for local-mode labs of any user."""
     LAB_STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -200,7 +204,7 @@ def user_exists(name: str) -> bool:
 
 def lab_users(slot: int) -> list[str]:
     """Accounts of slot `slot` that exist now (a crashed lab may have left some behind)."""
-    pattern = re.compile(rf"cl{slot}n\d+")
+    pattern = re.compile(rf"cl{slot}[ns]\d+")
     return sorted(entry.pw_name for entry in pwd.getpwall() if pattern.fullmatch(entry.pw_name))
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from confluo.lab import balancer, hosts
-from confluo.lab.model import ADMIN_USER, HTTP_PORT, Lab, Node
+from confluo.lab.model import ADMIN_USER, HTTP_PORT, Lab, Node, SynchronyHost
 from confluo.lab.tarball import sha256_of
 
 INVENTORY_TIMEOUT_SECONDS = 60
@@ -21,7 +21,7 @@ DRAIN_SECONDS = 5
 
 
 def inventory_document(lab: Lab) -> dict[str, Any]:
-    return {
+    document = {
         "cluster": {
             "name": lab.cluster_name,
             "api_url": lab.api_url,
@@ -42,6 +42,25 @@ def inventory_document(lab: Lab) -> dict[str, Any]:
         **({"load_balancer": section} if (section := _load_balancer(lab)) else {}),
         "nodes": [_node(lab, node) for node in lab.nodes],
     }
+    if lab.synchrony:
+        document["synchrony"] = {
+            "timeouts": {"stop_seconds": INVENTORY_TIMEOUT_SECONDS, "start_seconds": INVENTORY_TIMEOUT_SECONDS},
+            "nodes": [_synchrony(host) for host in lab.synchrony],
+        }
+    return document
+
+
+def _synchrony(host: SynchronyHost) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": host.name, "host": host.address}
+    if host.user is not None:
+        entry["ssh"] = {"user": host.user}
+        entry["run_as"] = host.user
+    else:
+        entry["transport"] = "local"
+        entry["sudo"] = False
+    entry["home"] = str(host.home)
+    entry["heartbeat_url"] = host.heartbeat_url
+    return entry
 
 
 def _load_balancer(lab: Lab) -> dict[str, Any] | None:

@@ -19,8 +19,10 @@ import sqlite3
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from confluo.lab import balancer, hosts, provision, tarball
+from confluo.lab import synchrony as synchrony_hosts
 from confluo.lab.hosts import LabError
 from confluo.lab.inventory_writer import write_inventory
 from confluo.lab.model import ADMIN_USER, HTTP_PORT, Lab, LabOptions, Node, lab_json, lb_address, load, save, validate
@@ -36,6 +38,7 @@ LAB_ENTRIES = (
 )  # fmt: skip
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 def check_traversable(lab_dir: Path) -> None:
@@ -74,6 +77,7 @@ def up(lab_dir: Path, options: LabOptions, progress: Progress = lambda _: None) 
         admin_password=secrets.token_urlsafe(18),
         node_count=options.nodes,
         lb_retries=options.lb_retries,
+        synchrony_count=options.synchrony,
     )
     save(lab)  # from here on `down` can clean up, even if this process dies
     try:
@@ -116,10 +120,13 @@ def _build(lab: Lab, progress: Progress) -> None:
     archive = tarball.build_archive(lab.version, lab.dir)
     archive.chmod(0o644)
     _parallel(lambda node: _provision_node(lab, node, archive), lab.nodes)
+    for synchrony in lab.synchrony:
+        synchrony_hosts.provision(lab, synchrony)
+    sshds = [n.sshd for n in lab.nodes] + [s.sshd for s in lab.synchrony]
     if lab.ssh:
-        progress("starting one sshd per node")
-        _parallel(lambda node: hosts.start_sshd(node.sshd), lab.nodes)
-        hosts.write_known_hosts(lab.known_hosts, [n.sshd for n in lab.nodes])
+        progress("starting one sshd per host")
+        _parallel(hosts.start_sshd, sshds)
+        hosts.write_known_hosts(lab.known_hosts, sshds)
     with _database_held_open(lab):
         progress("starting the nodes")
         _parallel(start_node, lab.nodes)
@@ -127,13 +134,18 @@ def _build(lab: Lab, progress: Progress) -> None:
         tarball.build_archive(lab.next_version, lab.dir)
         lab.next_archive.chmod(0o644)
         wait_until_active(lab, timeout=lab.timings.start_seconds + 20)
+    if lab.synchrony:
+        progress(f"starting {len(lab.synchrony)} standalone Synchrony nodes")
+        for synchrony in lab.synchrony:
+            synchrony_hosts.run_script(synchrony, synchrony_hosts.START_SCRIPT)
+        synchrony_hosts.wait_until_serving(lab.synchrony, timeout=lab.timings.start_seconds + 20)
     if (lb := lab.balancer) is not None:
         progress(f"starting {lb.kind} on {lb.url}")
         _start_balancer(lab, lb)
     write_inventory(lab)
 
 
-def _parallel(action: Callable[[Node], object], nodes: list[Node]) -> None:
+def _parallel(action: Callable[[T], object], nodes: list[T]) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         for future in [pool.submit(action, node) for node in nodes]:
             future.result()
@@ -145,7 +157,7 @@ def _create_accounts(lab: Lab) -> None:
     keys = lab.client_key.parent
     keys.mkdir(mode=0o700)
     public_key = hosts.generate_key(lab.client_key, f"confluo-lab-{lab.slot}").read_text()
-    users = [n.user for n in lab.nodes if n.user is not None]
+    users = [user for user in [n.user for n in lab.nodes] + [s.user for s in lab.synchrony] if user is not None]
     for user in users:
         hosts.create_user(user, hosts.group_name(lab.slot), public_key)
     hosts.install_sudoers(lab.slot, users)
@@ -253,7 +265,7 @@ def teardown(lab: Lab) -> None:
     Every step runs even if an earlier one failed, so a half-built lab is cleaned as far as possible.
     """
     failures: list[str] = []
-    for step in (_stop_balancer, _stop_nodes, _stop_sshds, _remove_accounts, _forget):
+    for step in (_stop_balancer, _stop_nodes, synchrony_hosts.stop_all, _stop_sshds, _remove_accounts, _forget):
         try:
             step(lab)
         except Exception as error:
@@ -276,8 +288,8 @@ def _stop_nodes(lab: Lab) -> None:
 
 def _stop_sshds(lab: Lab) -> None:
     if lab.ssh:
-        for node in lab.nodes:
-            hosts.stop_sshd(node.sshd, sessions=True)
+        for sshd in [n.sshd for n in lab.nodes] + [s.sshd for s in lab.synchrony]:
+            hosts.stop_sshd(sshd, sessions=True)
 
 
 def _remove_accounts(lab: Lab) -> None:

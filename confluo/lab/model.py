@@ -1,6 +1,7 @@
 """What a lab is: its options, its nodes and where each piece lives, and its record, ``lab.json``.
 
-Addresses: node ``k`` of slot ``s`` is 127.0.s.(10+k), port 8090; the load balancer is 127.0.s.10:8080.
+Addresses: node ``k`` of slot ``s`` is 127.0.s.(10+k), port 8090; the load balancer is 127.0.s.10:8080; standalone
+Synchrony host ``k`` is 127.0.s.(100+k), its heartbeat on port 8091.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ DATABASES = ("mysql", "postgresql")
 LB_KINDS = (*balancer.KINDS, "none")
 HTTP_PORT = 8090
 MAX_NODES = 40
+MAX_SYNCHRONY = 9
+SYNCHRONY_PORT = 8091
 ADMIN_USER = "admin"
 LAB_FORMAT = 1
 
@@ -41,12 +44,15 @@ class LabOptions:
     timings: Timings = field(default_factory=Timings)
     local: bool = False  # force local mode even where ssh mode is possible
     lb_retries: bool = False  # the load balancer re-sends failed requests to another server (hides a stop)
+    synchrony: int = 0  # standalone Synchrony hosts
 
 
 def validate(options: LabOptions) -> None:
     parse_version(options.version)
     if not 1 <= options.nodes <= MAX_NODES:
         raise LabError(f"--nodes must be between 1 and {MAX_NODES}, not {options.nodes}")
+    if not 0 <= options.synchrony <= MAX_SYNCHRONY:
+        raise LabError(f"--synchrony must be between 0 and {MAX_SYNCHRONY}, not {options.synchrony}")
     if options.db not in DATABASES:
         raise LabError(f"--db must be one of {', '.join(DATABASES)}, not {options.db!r}")
     if options.lb not in LB_KINDS:
@@ -103,6 +109,52 @@ class Node:
 
 
 @dataclass(frozen=True)
+class SynchronyHost:
+    """A standalone Synchrony node's "host": its own folder, sshd and login user, and the Synchrony home."""
+
+    lab_dir: Path
+    index: int
+    slot: int
+    user: str | None  # the login user, as which Synchrony runs; None in local mode
+
+    @property
+    def name(self) -> str:
+        return f"synchrony{self.index}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.{self.slot}.{100 + self.index}"
+
+    @property
+    def heartbeat_url(self) -> str:
+        return f"http://{self.address}:{SYNCHRONY_PORT}/synchrony/heartbeat"
+
+    @property
+    def host_root(self) -> Path:
+        return self.lab_dir / "hosts" / self.name
+
+    @property
+    def home(self) -> Path:
+        return self.host_root / "opt/atlassian/synchrony"
+
+    @property
+    def jar(self) -> Path:
+        return self.home / "synchrony-standalone.jar"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "synchrony.pid"
+
+    @property
+    def fault_file(self) -> Path:
+        return self.host_root / "etc/synchrony-fault.json"
+
+    @property
+    def sshd(self) -> hosts.Sshd:
+        return hosts.Sshd(self.host_root / "sshd", self.address, self.user or "")
+
+
+@dataclass(frozen=True)
 class Lab:
     """What lab.json records: enough to find, inspect and tear down every piece."""
 
@@ -117,6 +169,7 @@ class Lab:
     node_count: int
     state: str = "starting"  # "starting" while `up` runs, then "up"
     lb_retries: bool = False
+    synchrony_count: int = 0
 
     @property
     def ssh(self) -> bool:
@@ -125,6 +178,16 @@ class Lab:
     @property
     def nodes(self) -> list[Node]:
         return [Node(self.dir, k, self.slot, self.user_of(k)) for k in range(1, self.node_count + 1)]
+
+    @property
+    def synchrony(self) -> list[SynchronyHost]:
+        def user(index: int) -> str | None:
+            return hosts.synchrony_user_name(self.slot, index) if self.ssh else None
+
+        return [SynchronyHost(self.dir, k, self.slot, user(k)) for k in range(1, self.synchrony_count + 1)]
+
+    def synchrony_host(self, name: str) -> SynchronyHost | None:
+        return next((host for host in self.synchrony if host.name == name), None)
 
     @property
     def node_names(self) -> set[str]:
@@ -242,6 +305,7 @@ def save(lab: Lab) -> None:
         "timings": vars(lab.timings),
         "admin": {"username": ADMIN_USER, "password": lab.admin_password},
         "nodes": [{"name": n.name, "address": n.address, "user": n.user} for n in lab.nodes],
+        "synchrony": [{"name": s.name, "address": s.address, "user": s.user} for s in lab.synchrony],
     }
     path = lab_json(lab.dir)
     draft = path.with_suffix(".json.new")
@@ -273,4 +337,5 @@ def load(lab_dir: Path) -> Lab:
         node_count=len(record["nodes"]),
         state=record.get("state", "up"),
         lb_retries=bool(record.get("lb_retries", False)),
+        synchrony_count=len(record.get("synchrony", [])),
     )

@@ -20,25 +20,26 @@ NODE_PATH = "/usr/local/bin:/usr/bin:/bin"
 NODE_MARKER = Path(tarball.NODE_PROGRAM).name  # on the command line of every node process
 
 
-def _as_node_user(node: Node, argv: list[str]) -> list[str]:
-    if node.user is None:
+def as_lab_user(user: str | None, argv: list[str]) -> list[str]:
+    """`argv` as the lab's user `user` would run it after a fresh login (None, in local mode: as it is)."""
+    if user is None:
         return argv
-    home = pwd.getpwnam(node.user).pw_dir
+    home = pwd.getpwnam(user).pw_dir
     environment = [
         f"PATH={NODE_PATH}",
         f"HOME={home}",
-        f"USER={node.user}",
-        f"LOGNAME={node.user}",
+        f"USER={user}",
+        f"LOGNAME={user}",
         "LANG=C.UTF-8",
     ]
-    return ["runuser", "-u", node.user, "--", "env", "-i", *environment, *argv]
+    return ["runuser", "-u", user, "--", "env", "-i", *environment, *argv]
 
 
 def _run_script(node: Node, script: str) -> None:
     path = node.current / "bin" / script
     # Its own session: the node must not get the caller's Ctrl-C or die with its terminal.
     done = subprocess.run(
-        _as_node_user(node, [str(path)]),
+        as_lab_user(node.user, [str(path)]),
         cwd=node.current,
         capture_output=True,
         text=True,

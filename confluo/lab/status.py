@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from confluo.lab import hosts
+from confluo.lab import synchrony as synchrony_hosts
 from confluo.lab.hosts import LabError
 from confluo.lab.model import ADMIN_USER, Lab, Node, load
 from confluo.lab.node.cluster_state import cluster_view
@@ -46,6 +47,7 @@ def status(lab_dir: Path) -> dict[str, Any]:
             "index_journal": view["index_journal"],
         },
         "nodes": [_node_status(lab, node, rows, http[node.url]) for node in lab.nodes] + _unknown_rows(lab, rows),
+        "synchrony": [synchrony_hosts.status(lab, host) for host in lab.synchrony],
     }
 
 

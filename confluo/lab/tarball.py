@@ -72,6 +72,21 @@ def node_program_pyz() -> bytes:
     return pyz.getvalue()
 
 
+SYNCHRONY_JAR = "confluence/WEB-INF/packages/synchrony-standalone.jar"  # where a release ships it
+
+
+def synchrony_jar(version: str) -> bytes:
+    """The release's synchrony-standalone.jar: a real zip that `python3` runs (node/synchrony.py) and whose
+    manifest names its version; reproducible, and different for every version."""
+    program = (Path(node_package.__file__).parent / "synchrony.py").read_text()
+    main = f"import sys\n\nfrom synchrony_lab import main\n\nsys.exit(main(version={version!r}))\n"
+    manifest = (
+        "Manifest-Version: 1.0\r\nImplementation-Title: Synchrony (lab build)\r\n"
+        f"Implementation-Version: {version}\r\nMain-Class: synchrony.core\r\n\r\n"
+    )
+    return make_zip({"META-INF/MANIFEST.MF": manifest, "__main__.py": main, "synchrony_lab.py": program})
+
+
 def driver_jar(bundle: str, version: str, driver_class: str) -> bytes:
     """A JDBC driver jar as far as anyone looks into it: manifest, the java.sql.Driver service entry."""
     class_file = driver_class.replace(".", "/") + ".txt"
@@ -345,6 +360,7 @@ def _release_members(version: str) -> list[_Member]:
         text("confluence/WEB-INF/classes/seraph-config.xml", stock.SERAPH_CONFIG),
         text("confluence/WEB-INF/classes/crowd.properties", stock.CROWD_PROPERTIES),
         _Member(f"confluence/WEB-INF/lib/{POSTGRESQL_JAR}", postgresql_jar()),
+        _Member(SYNCHRONY_JAR, synchrony_jar(version)),
         _Member(NODE_PROGRAM, node_program_pyz(), 0o755),
         _Member("logs"),
         _Member("temp"),

@@ -66,6 +66,12 @@ class Plan:
     goal: str = "upgrade"
     new_installs: Mapping[str, str] = field(default_factory=dict)  # node -> the installation it will run
     notes: tuple[str, ...] = ()  # worth knowing before saying yes, no reason to refuse
+    # Standalone Synchrony, by the node whose jar it gets: the first one upgraded, known only as the run goes.
+    synchrony: Mapping[str, tuple[NodeWork, ...]] = field(default_factory=dict)
+
+    def synchrony_from(self, node: str) -> tuple[NodeWork, ...]:
+        """The Synchrony nodes' work once `node`, the first one upgraded, is ACTIVE on the target."""
+        return tuple(self.synchrony.get(node, ()))
 
     @property
     def doing(self) -> str:
@@ -97,8 +103,12 @@ class Plan:
         planned += [PlannedStep(Phase.PRESTAGE.value, w.node, s) for w in self.prestage for s in w.steps]
         planned += [PlannedStep(Phase.UPGRADE_MODE.value, None, s) for s in self.before]
         rolling = self.doing
-        for work in self.rolling:
+        for index, work in enumerate(self.rolling):
             planned += [PlannedStep(f"{rolling}: {work.node}", work.node, s) for s in work.steps]
+            if index == 0:  # as the order stands now: the jar comes from the node that is upgraded first
+                for synchrony in self.synchrony_from(work.node):
+                    phase = f"synchrony: {synchrony.node} (jar from {work.node})"
+                    planned += [PlannedStep(phase, synchrony.node, s) for s in synchrony.steps]
         planned += [PlannedStep(Phase.FINALIZE.value, None, s) for s in self.finalize]
         planned += [PlannedStep(Phase.PRUNE.value, s.node, s) for s in self.prune]
         return planned

@@ -28,6 +28,7 @@ from confluo.plan.rules import (
     notes,
     source_version,
 )
+from confluo.plan.synchrony import synchrony_notes, synchrony_reasons, synchrony_works
 from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
 from confluo.steps.base import Host, Step
 from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize
@@ -68,6 +69,7 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
     reasons += balancer_reasons(inventory, facts)
     reasons += home_reasons(inventory, facts)
     reasons += carry_reasons(inventory, facts)
+    reasons += synchrony_reasons(inventory, facts)
     carried: dict[str, tuple[CarriedFile, ...]] = {}
     if not reasons and source is not None:
         carried, carry_refusals = node_carries(inventory, facts, str(source), shell_syntax)
@@ -107,7 +109,8 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
         ),
         prune=_prune(inventory, nodes, facts),
         new_installs={n.node.name: n.new_install for n in nodes},
-        notes=(*notes(inventory), *balancer_notes(facts)),
+        notes=(*notes(inventory), *balancer_notes(facts), *synchrony_notes(inventory, facts)),
+        synchrony=synchrony_works(inventory, facts),
     )
 
 

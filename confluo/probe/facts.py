@@ -44,6 +44,32 @@ class NodeFacts:
 
 
 @dataclass(frozen=True)
+class SynchronyFacts:
+    """What one standalone Synchrony node looks like now. `error` is set when it could not be probed at all."""
+
+    node: str
+    error: str | None = None
+    login_home: str = ""
+    login_user: str | None = None
+    home_exists: bool = False
+    jar_exists: bool = False
+    jar_readable: bool = False  # by the login user: every check of a jar's sha256 reads it so
+    jar_sha256: str | None = None
+    jar_bytes: int | None = None
+    not_executable: tuple[str, ...] = ()  # start-synchrony.sh or stop-synchrony.sh
+    free_mb: int | None = None  # in the Synchrony home
+    staging_free_mb: int | None = None  # in the login user's home, where the jar lands first
+    running: bool = False  # synchrony.pid names a live process
+    sudo_denied: tuple[str, ...] = ()
+    heartbeat: str = ""  # what its heartbeat URL answered (from this machine)
+    heartbeat_ok: bool = False
+
+    @property
+    def reachable(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
 class Archive:
     path: Path
     version: str
@@ -79,6 +105,11 @@ class Facts:
     resolved: dict[tuple[str, str], str] = field(default_factory=dict)  # resolved files' text, by (node, file)
     resolve_errors: dict[tuple[str, str], str] = field(default_factory=dict)
     balancer: BalancerFacts | None = None  # None: the inventory has no load balancer
+    synchrony: tuple[SynchronyFacts, ...] = ()
+    jar_readable: dict[str, bool] = field(default_factory=dict)  # node -> its local home's jar, by the login user
 
     def for_node(self, name: str) -> NodeFacts:
         return next(facts for facts in self.nodes if facts.node == name)
+
+    def for_synchrony(self, name: str) -> SynchronyFacts:
+        return next(facts for facts in self.synchrony if facts.node == name)

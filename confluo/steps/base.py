@@ -18,7 +18,7 @@ from confluo.inventory import Node
 from confluo.layout import PID_FILE
 from confluo.loadbalancer.base import LoadBalancer
 from confluo.transport.base import quote_argv
-from confluo.transport.remote import Command, Remote, contents_not_logged
+from confluo.transport.remote import Command, HostShell, Remote, contents_not_logged
 from confluo.waits import SYSTEM_CLOCK, Clock
 
 
@@ -41,6 +41,11 @@ class StepKind(enum.Enum):
     UPGRADE_MODE_OFF = "POST /rest/zdu/cancel"
     RETRY_FINALIZE = "POST /rest/zdu/retryUpgrade"
     FINALIZE = "POST /rest/zdu/approve"
+    SYNCHRONY_COPY = "copy synchrony-standalone.jar"
+    SYNCHRONY_STOP = "stop Synchrony"
+    SYNCHRONY_SWAP = "swap synchrony-standalone.jar"
+    SYNCHRONY_START = "start Synchrony"
+    SYNCHRONY_RESTORE = "restore the old synchrony-standalone.jar"
 
 
 PRESTAGE_KINDS = frozenset({StepKind.TRANSFER, StepKind.EXTRACT})
@@ -97,13 +102,14 @@ class Host:
 @dataclass
 class StepContext:
     api: ClusterApi
-    remote: Remote | None = None  # None for the cluster-wide steps
+    remote: HostShell | None = None  # None for the cluster-wide steps
     clock: Clock = SYSTEM_CLOCK
     on_wait: Callable[[str], None] = field(default=lambda observed: None)
     balancer: LoadBalancer | None = None  # None: the inventory has none, and no pool step is planned
+    peer: Remote | None = None  # the Confluence node a step copies from (Step.peer), beside its own
 
     @property
-    def shell(self) -> Remote:
+    def shell(self) -> HostShell:
         assert self.remote is not None, "a node step runs with its node's remote"
         return self.remote
 
@@ -111,6 +117,11 @@ class StepContext:
     def pool(self) -> LoadBalancer:
         assert self.balancer is not None, "a load-balancer step runs with the inventory's load balancer"
         return self.balancer
+
+    @property
+    def source(self) -> Remote:
+        assert self.peer is not None, "a step that copies from a node runs with that node's remote as its peer"
+        return self.peer
 
     def check(self, script: str, *args: str) -> bool:
         """A read-only check on the node: true when the bash snippet exits 0."""
@@ -141,6 +152,11 @@ class Step:
     @property
     def node(self) -> str | None:
         """The node it changes; None for a cluster-wide step."""
+        return None
+
+    @property
+    def peer(self) -> str | None:
+        """The Confluence node it reads from besides the one it changes (StepContext.peer); None for most."""
         return None
 
     @property
@@ -187,4 +203,9 @@ state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)
 
 def process_alive(ctx: StepContext, install: str) -> bool:
     """/proc, not kill -0: the process may belong to another user than the login user."""
-    return ctx.check(_ALIVE, posixpath.join(install, PID_FILE))
+    return pid_file_alive(ctx, posixpath.join(install, PID_FILE))
+
+
+def pid_file_alive(ctx: StepContext, pid_file: str) -> bool:
+    """Whether the pid in `pid_file` is a live process (a zombie is not)."""
+    return ctx.check(_ALIVE, pid_file)

@@ -111,4 +111,9 @@ class Transport(Protocol):
         """
         ...
 
+    def download(self, command: str, local_path: str, *, timeout: float) -> CommandResult:
+        """Run a command line (already quoted) and write its stdout, as bytes, into `local_path` on this machine;
+        the result's stdout is the number of bytes written."""
+        ...
+
     def close(self) -> None: ...

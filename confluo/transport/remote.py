@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from confluo.inventory import Node
+from confluo.inventory import Access, Node
 from confluo.transport.base import CommandFailed, CommandResult, Transport, quote_argv
 
 # The only commands confluo runs through sudo (absolute paths, as sudoers matches them).
@@ -62,7 +62,7 @@ class Command:
     as_run_user: bool = False
     stdout_to_null: bool = False
 
-    def line(self, node: Node, login_user: str | None = None) -> str:
+    def line(self, node: Access, login_user: str | None = None) -> str:
         """`login_user`: who SSH logs in as, when known (an ssh_config alias may name it, not the inventory)."""
         prefix: tuple[str, ...] = ()
         if self.root and node.sudo:
@@ -90,11 +90,12 @@ def write_file_command(path: str) -> Command:
     return Command((TEE, path), root=True, stdout_to_null=True)
 
 
-class Remote:
-    """Runs Commands on one node through its Transport and reports each result to the listeners."""
+class HostShell:
+    """Runs Commands on one machine (a Confluence or a Synchrony node) through its Transport and reports each
+    result to the listeners."""
 
-    def __init__(self, node: Node, transport: Transport, listeners: Sequence[CommandListener] = ()) -> None:
-        self.node = node
+    def __init__(self, machine: Access, transport: Transport, listeners: Sequence[CommandListener] = ()) -> None:
+        self.machine = machine
         self.transport = transport
         self.login_user: str | None = None  # learned by the probe
         self._listeners = tuple(listeners)
@@ -102,7 +103,7 @@ class Remote:
     def run(
         self, command: Command, *, stdin: bytes | None = None, timeout: float = 120.0, check: bool = True
     ) -> CommandResult:
-        return self.shell(command.line(self.node, self.login_user), stdin=stdin, timeout=timeout, check=check)
+        return self.shell(command.line(self.machine, self.login_user), stdin=stdin, timeout=timeout, check=check)
 
     def _reported(self, result: CommandResult, check: bool = True, shown: Shown | None = None) -> CommandResult:
         logged = shown(result) if shown else result
@@ -125,3 +126,23 @@ class Remote:
         listeners get instead of the result, where its output holds file contents."""
         result = self.transport.run(line, stdin=stdin, timeout=timeout, check=False)
         return self._reported(result, check, shown)
+
+    def download(self, line: str, local_path: str, *, timeout: float) -> CommandResult:
+        """A command line whose output (a file's bytes) goes into `local_path` here; the log keeps its size and
+        sha256 only. CommandFailed when it exits non-zero."""
+        result = self.transport.download(line, local_path, timeout=timeout)
+        with open(local_path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        summary = f"({result.stdout} bytes, sha256 {digest}: written to {local_path})"
+        self._reported(dataclasses.replace(result, stdout=summary), check=False)
+        if not result.ok:
+            raise CommandFailed(result)
+        return result
+
+
+class Remote(HostShell):
+    """A Confluence node's shell: `node` says which node, with all its settings."""
+
+    def __init__(self, node: Node, transport: Transport, listeners: Sequence[CommandListener] = ()) -> None:
+        super().__init__(node, transport, listeners)
+        self.node = node

@@ -3,19 +3,17 @@ hosts, paramiko channels for the commands themselves)."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import select
 import socket
-import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import paramiko
 from fabric import Config, Connection
-from paramiko.hostkeys import HostKeyEntry
 
 from confluo.transport.base import (
     CommandResult,
@@ -25,77 +23,13 @@ from confluo.transport.base import (
     finished,
     quote_argv,
 )
+from confluo.transport.known_hosts import KnownHosts, read_known_hosts
 
 CHUNK = 256 * 1024
 KEEPALIVE_SECONDS = 15
 
 
-MAX_KNOWN_HOSTS_BYTES = 16 * 1024 * 1024
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class KnownHosts:
-    """A known_hosts file as OpenSSH reads it: the keys to trust, the keys marked @revoked, and what was skipped."""
-
-    entries: tuple[tuple[str, paramiko.PKey], ...]  # (host name, or a hashed |1|... name; its key)
-    revoked: frozenset[tuple[str, str]]  # (key type, base64)
-    skipped: tuple[str, ...]  # one line per line skipped, for a warning
-
-    def is_revoked(self, key: paramiko.PKey) -> bool:
-        return (key.get_name(), key.get_base64()) in self.revoked
-
-
-def read_known_hosts(path: Path) -> KnownHosts:
-    """Reads known_hosts like OpenSSH: hashed names, `@revoked` keys refused, `@cert-authority` lines ignored
-    (paramiko checks no certificates), and a line that cannot be read skipped with a warning.
-
-    A missing file knows no host. A directory, a FIFO or an unreadable file raises ConnectionFailed.
-    """
-    text = _known_hosts_text(path)
-    entries: list[tuple[str, paramiko.PKey]] = []
-    revoked: set[tuple[str, str]] = set()
-    skipped: list[str] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        marker = None
-        if line.startswith("@"):
-            marker, _, line = line.partition(" ")
-            line = line.strip()
-            if marker not in ("@cert-authority", "@revoked"):
-                skipped.append(f"{path}:{number}: skipped: unknown marker")
-                continue
-        try:
-            entry = HostKeyEntry.from_line(line, number)
-        except Exception:  # a line of a file anyone may have edited: whatever paramiko raises, it is one bad line
-            entry = None
-        if entry is None or entry.key is None:
-            skipped.append(f"{path}:{number}: skipped: not a host key line paramiko can read")
-        elif marker == "@revoked":
-            revoked.add((entry.key.get_name(), entry.key.get_base64()))
-        elif marker is None:
-            entries += [(name, entry.key) for name in entry.hostnames]
-    return KnownHosts(tuple(entries), frozenset(revoked), tuple(skipped))
-
-
-def _known_hosts_text(path: Path) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return ""
-    except OSError as exc:
-        raise ConnectionFailed(f"cannot read the known_hosts file {path}: {exc.strerror}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise ConnectionFailed(f"the known_hosts file {path} is not a regular file (a directory, pipe or device)")
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(MAX_KNOWN_HOSTS_BYTES + 1)
-    if len(data) > MAX_KNOWN_HOSTS_BYTES:
-        raise ConnectionFailed(f"the known_hosts file {path} is larger than {MAX_KNOWN_HOSTS_BYTES >> 20} MiB")
-    return data.decode("utf-8", "replace")  # a bad byte spoils only its own line, which then does not parse
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
@@ -268,30 +202,57 @@ class SshTransport:
             raise
         return finished(self.node, command, status, stdout, stderr, started, check=check)
 
+    def download(self, command: str, local_path: str, *, timeout: float) -> CommandResult:
+        started = time.monotonic()
+        transport = self._transport()
+        try:
+            channel = transport.open_session(timeout=self._connect_timeout)
+            channel.exec_command(command)
+            channel.shutdown_write()
+            with open(local_path, "wb") as out:
+                size, stderr = _drain_into(channel, out, started + timeout, self.node, command)
+            status = channel.recv_exit_status()
+            if status == -1:  # as in _collect: the connection broke
+                raise EOFError("the connection closed before the command finished")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise ConnectionLost(f"{self.node}: the SSH connection broke during `{command}`: {exc}") from exc
+        return finished(self.node, command, status, str(size).encode(), stderr, started, check=False)
+
     def upload(self, local_path: str, remote_path: str, *, timeout: float, offset: int = 0) -> int:
         redirect = ">> " if offset else "> "
         self._stream(local_path, "cat " + redirect + quote_argv([remote_path]), timeout=timeout, offset=offset)
         return os.path.getsize(local_path) - offset
 
 
-def _collect(channel: paramiko.Channel, deadline: float, node: str, command: str) -> tuple[bytes, bytes, int]:
-    stdout, stderr = bytearray(), bytearray()
+def _drain_into(
+    channel: paramiko.Channel, out: BinaryIO, deadline: float, node: str, command: str
+) -> tuple[int, bytes]:
+    """A command's stdout written to `out` as it arrives (never whole in memory); returns its size and stderr."""
+    size, stderr = 0, bytearray()
     while True:
         while channel.recv_ready():
-            stdout += channel.recv(CHUNK)
+            block = channel.recv(CHUNK)
+            out.write(block)
+            size += len(block)
         while channel.recv_stderr_ready():
             stderr += channel.recv_stderr(CHUNK)
         # OpenSSH may send the exit status before the last output: done only once the output has ended too.
         drained = not channel.recv_ready() and not channel.recv_stderr_ready()
         if drained and channel.exit_status_ready() and (channel.eof_received or channel.closed):
-            break
+            return size, bytes(stderr)
         if channel.closed and not channel.exit_status_ready():
             raise EOFError("channel closed before the command finished")
         if time.monotonic() > deadline:
             channel.close()
             raise CommandTimedOut(f"{node}: `{command}` ran past its deadline")
         select.select([channel], [], [], 0.05)
+
+
+def _collect(channel: paramiko.Channel, deadline: float, node: str, command: str) -> tuple[bytes, bytes, int]:
+    stdout = io.BytesIO()
+    _, stderr = _drain_into(channel, stdout, deadline, node, command)
     status = channel.recv_exit_status()
     if status == -1:  # paramiko's word for "the channel closed without an exit status": the connection broke
         raise EOFError("the connection closed before the command finished")
-    return bytes(stdout), bytes(stderr), status
+    return stdout.getvalue(), stderr, status

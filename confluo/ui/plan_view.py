@@ -11,7 +11,7 @@ from confluo.api.base import cluster_entry
 from confluo.inventory import Node
 from confluo.loadbalancer.base import ServerState
 from confluo.plan.model import Plan
-from confluo.probe.facts import Facts
+from confluo.probe.facts import Facts, SynchronyFacts
 from confluo.steps.base import FileChange, Step
 
 
@@ -32,6 +32,7 @@ def plan_summary(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> list[str]:
         target = f" -> {new_install}" if new_install else ""
         staged = "; archive already staged" if found.staged_bytes else ""
         lines.append(f"  {found.node}: {load}{found.old_install}{target}; {found.free_mb} MB free{staged}")
+    lines += [_synchrony_line(found) for found in facts.synchrony]
     lines += [f"  note: {note}" for note in plan.notes]
     return lines + _balancer_lines(facts)
 
@@ -47,6 +48,11 @@ def _balancer_lines(facts: Facts) -> list[str]:
 def _lb_state(state: ServerState) -> str:
     health = {True: "UP", False: "DOWN", None: ""}[state.healthy]
     return " ".join(part for part in (state.admin.value, health) if part)
+
+
+def _synchrony_line(found: SynchronyFacts) -> str:
+    jar = f"jar sha256 {found.jar_sha256[:12]}…, {found.jar_bytes} bytes" if found.jar_sha256 else "no jar read"
+    return f"  {found.node} (Synchrony): {jar}; heartbeat {found.heartbeat or '-'}"
 
 
 def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
@@ -118,6 +124,12 @@ def _rollback_lines(plan: Plan) -> list[str]:
         if work.rollback:
             lines.append(f"-- {work.node}: " + " -> ".join(_step_line(step) for step in work.rollback))
     lines.append("-- then, if no node runs the new version: upgrade mode off (POST /rest/zdu/cancel)")
+    first = plan.order[0] if plan.order else ""
+    synchrony = plan.synchrony_from(first)
+    if synchrony:
+        lines += ["", "== if a Synchrony node fails once stopped, or the run is interrupted: its old jar again"]
+        lines += [f"-- {work.node}: " + " -> ".join(_step_line(step) for step in work.rollback) for work in synchrony]
+        lines.append("-- then the run halts; upgrade mode stays on, the upgraded Confluence node keeps serving")
     return lines
 
 
@@ -148,8 +160,18 @@ def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
         "steps": _steps_as_json(plan),
         "rollback": {
             work.node: [{"step": s.name, "commands": list(s.describe().commands)} for s in work.rollback]
-            for work in plan.rolling
+            for work in (*plan.rolling, *plan.synchrony_from(plan.order[0] if plan.order else ""))
         },
+        "synchrony": [
+            {
+                "name": f.node,
+                "jar_sha256": f.jar_sha256,
+                "jar_bytes": f.jar_bytes,
+                "heartbeat": f.heartbeat,
+                "error": f.error,
+            }
+            for f in facts.synchrony
+        ],
         "load_balancer": _balancer_json(facts),
     }
 

@@ -12,6 +12,8 @@ from xml.sax.saxutils import escape as xml_escape
 from .install import parse_xml
 
 CFG_XML = "confluence.cfg.xml"
+SYNCHRONY_JAR = "synchrony-standalone.jar"
+PACKAGED_SYNCHRONY_JAR = Path("confluence/WEB-INF/packages") / SYNCHRONY_JAR
 NODE_ID_PROPERTY = "confluence.cluster.node.id"
 
 
@@ -92,3 +94,19 @@ def ensure_node_id(home: HomeInfo) -> str:
     node_id = secrets.token_hex(4)
     update_cfg_xml(home.cfg, properties={NODE_ID_PROPERTY: node_id})
     return node_id
+
+
+def place_synchrony_jar(install: Path, home: Path) -> bool:
+    """As Confluence does at start: the synchrony-standalone.jar of its release into the local home (atomically,
+    and only when it differs). False when the release ships none."""
+    packaged = install / PACKAGED_SYNCHRONY_JAR
+    if not packaged.is_file():
+        return False
+    data = packaged.read_bytes()
+    target = home / SYNCHRONY_JAR
+    if target.is_file() and target.read_bytes() == data:
+        return True
+    temporary = home / f".{SYNCHRONY_JAR}.{os.getpid()}.tmp"
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
+    return True

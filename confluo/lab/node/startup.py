@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .clusterdb import fault_in, read_settings, transaction
-from .home import CFG_XML, HomeInfo, ensure_node_id, read_home
+from .home import CFG_XML, HomeInfo, ensure_node_id, place_synchrony_jar, read_home
 from .install import INIT_PROPERTIES, NOT_CONFIGURED, SETENV_SH, WEBAPP_LIB, ConfigError, InstallInfo
 from .log import NodeLog
 from .states import ERROR, FIRST_RUN, STARTING
@@ -69,6 +69,9 @@ def _check(install: InstallInfo, log: NodeLog) -> Verdict:
         log.write("ERROR", "confluence.lifecycle", message)
         return Verdict(ERROR, home=home)
     node_id = ensure_node_id(home)
+    if place_synchrony_jar(install.path, home.path):
+        placed = f"synchrony-standalone.jar of {install.shown_version} in {home.path}"
+        log.write("INFO", "synchrony.SynchronyJar", placed)
     if install.node_name is None:
         # A different node: Confluence derives the cluster identity from the configured name.
         node_id = hashlib.sha256(f"{node_id}/{NOT_CONFIGURED}".encode()).hexdigest()[:8]
