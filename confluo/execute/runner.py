@@ -247,6 +247,7 @@ class Runner:
             remote=self.remotes[node] if node else None,
             clock=self.clock,
             on_wait=lambda observed: self.events.emit("waiting", observed, node=node, phase=phase),
+            peers=self.remotes,
         )
         kind = step.kind.name.lower()
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -37,6 +37,10 @@ class StepKind(enum.Enum):
     UPGRADE_MODE_OFF = "POST /rest/zdu/cancel"
     RETRY_FINALIZE = "POST /rest/zdu/retryUpgrade"
     FINALIZE = "POST /rest/zdu/approve"
+    CLONE_INSTALL = "copy installation"
+    SEED_HOME = "copy local home"
+    IDENTITY = "set identity"
+    JOIN = "start and join"
 
 
 PRESTAGE_KINDS = frozenset({StepKind.TRANSFER, StepKind.EXTRACT})
@@ -96,6 +100,10 @@ class StepContext:
     remote: Remote | None = None  # None for the cluster-wide steps
     clock: Clock = SYSTEM_CLOCK
     on_wait: Callable[[str], None] = field(default=lambda observed: None)
+    peers: Mapping[str, Remote] = field(default_factory=dict)  # every node's remote: add-node copies from a donor
+
+    def peer(self, name: str) -> Remote:
+        return self.peers[name]
 
     @property
     def shell(self) -> Remote:

@@ -45,5 +45,11 @@ class LocalTransport:
             shutil.copyfileobj(source, target)
         return os.path.getsize(local_path) - offset
 
+    def download(self, remote_path: str, local_path: str, *, timeout: float) -> int:
+        fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(remote_path, "rb") as source, os.fdopen(fd, "wb") as target:
+            shutil.copyfileobj(source, target)
+        return os.path.getsize(local_path)
+
     def close(self) -> None:
         return None

@@ -9,6 +9,7 @@ import select
 import socket
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -262,12 +263,39 @@ class SshTransport:
         self._stream(local_path, "cat " + redirect + quote_argv([remote_path]), timeout=timeout, offset=offset)
         return os.path.getsize(local_path) - offset
 
+    def download(self, remote_path: str, local_path: str, *, timeout: float) -> int:
+        """`cat` on one channel, its stdout written to the local file as it arrives (never held in memory)."""
+        started = time.monotonic()
+        command = "cat -- " + quote_argv([remote_path])
+        transport = self._transport()
+        fd = os.open(local_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as target:
+            try:
+                channel = transport.open_session(timeout=self._connect_timeout)
+                channel.exec_command(command)
+                channel.shutdown_write()
+                _, stderr, status = _collect(channel, started + timeout, self.node, command, sink=target.write)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                self.close()
+                raise ConnectionLost(
+                    f"{self.node}: the SSH connection broke while fetching {remote_path}: {exc}"
+                ) from exc
+        finished(self.node, command, status, b"", stderr, started, check=True)
+        return os.path.getsize(local_path)
 
-def _collect(channel: paramiko.Channel, deadline: float, node: str, command: str) -> tuple[bytes, bytes, int]:
+
+def _collect(
+    channel: paramiko.Channel, deadline: float, node: str, command: str, sink: Callable[[bytes], object] | None = None
+) -> tuple[bytes, bytes, int]:
+    """`sink`: where stdout goes as it arrives, instead of the result (a downloaded file)."""
     stdout, stderr = bytearray(), bytearray()
     while True:
         while channel.recv_ready():
-            stdout += channel.recv(CHUNK)
+            block = channel.recv(CHUNK)
+            if sink is None:
+                stdout += block
+            else:
+                sink(block)
         while channel.recv_stderr_ready():
             stderr += channel.recv_stderr(CHUNK)
         # OpenSSH may send the exit status before the last output: done only once the output has ended too.
