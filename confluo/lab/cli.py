@@ -61,6 +61,8 @@ def lab() -> None:
 @click.option("--start-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
 @click.option("--stop-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True)
 @click.option("--finalize-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
+@click.option("--spare-hosts", type=click.IntRange(0, model.MAX_NODES), default=0, show_default=True,
+              help="Hosts with sshd and a login user but no Confluence, for `confluo add-node`.")
 @click.option("--local", is_flag=True, help=f"Local mode even where ssh is possible (or {hosts.MODE_ENV}=local).")
 @lab_errors
 def up(
@@ -72,17 +74,20 @@ def up(
     start_seconds: float,
     stop_seconds: float,
     finalize_seconds: float,
+    spare_hosts: int,
     local: bool,
 ) -> None:
     """Start a lab: N nodes ACTIVE behind a load balancer, an inventory, the next release's archive."""
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds)
-    options = model.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local)
+    options = model.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local,
+                               spare_hosts=spare_hosts)  # fmt: skip
     began = time.monotonic()
     started = lifecycle.up(lab_dir, options, progress=lambda line: click.echo(f"  {line}", err=True))
     elapsed = time.monotonic() - began
     if not started.ssh:
         click.echo(f"LOCAL MODE: {local_mode_reason(local)}; nodes run as you, without sshd or sudo.")
-    click.echo(f"Lab up in {elapsed:.1f} s: {nodes} nodes ACTIVE, {version}, slot {started.slot}, {started.dir}")
+    spare = f", {spare_hosts} spare host{'s' if spare_hosts != 1 else ''}" if spare_hosts else ""
+    click.echo(f"Lab up in {elapsed:.1f} s: {nodes} nodes ACTIVE{spare}, {version}, slot {started.slot}, {started.dir}")
     click.echo(render_status(lab_status(started.dir)))
 
 
@@ -134,7 +139,12 @@ def render_status(report: dict[str, Any]) -> str:
                 "; ".join(node.get("problems") or []) or "-",
             )
         )
-    return "\n".join(lines + table(rows))
+    spare_rows: list[tuple[str, ...]] = [("SPARE HOST", "ADDRESS", "LOGIN", "INSTALL BASE", "HOME")]
+    for spare in report.get("spare_hosts") or []:
+        login = f"{spare['ssh']['user']}@{spare['ssh']['host']}" if spare.get("ssh") else "-"
+        spare_rows.append((spare["name"], spare["address"], login, spare["install_base"], spare["home"]))
+    spare_lines = ["", *table(spare_rows)] if len(spare_rows) > 1 else []
+    return "\n".join(lines + table(rows) + spare_lines)
 
 
 def _on_off(cluster_state: dict[str, Any]) -> str:

@@ -17,10 +17,11 @@ import secrets
 import shutil
 import sqlite3
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from confluo.lab import balancer, hosts, provision, tarball
+from confluo.lab import balancer, hosts, provision, spares, tarball
 from confluo.lab.hosts import LabError
 from confluo.lab.inventory_writer import write_inventory
 from confluo.lab.model import ADMIN_USER, HTTP_PORT, Lab, LabOptions, Node, lab_json, lb_address, load, save, validate
@@ -36,6 +37,7 @@ LAB_ENTRIES = (
 )  # fmt: skip
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 def check_traversable(lab_dir: Path) -> None:
@@ -73,6 +75,7 @@ def up(lab_dir: Path, options: LabOptions, progress: Progress = lambda _: None) 
         timings=options.timings,
         admin_password=secrets.token_urlsafe(18),
         node_count=options.nodes,
+        spare_count=options.spare_hosts,
     )
     save(lab)  # from here on `down` can clean up, even if this process dies
     try:
@@ -115,10 +118,13 @@ def _build(lab: Lab, progress: Progress) -> None:
     archive = tarball.build_archive(lab.version, lab.dir)
     archive.chmod(0o644)
     _parallel(lambda node: _provision_node(lab, node, archive), lab.nodes)
+    for spare in lab.spares:
+        spares.prepare(lab, spare)
     if lab.ssh:
-        progress("starting one sshd per node")
-        _parallel(lambda node: hosts.start_sshd(node.sshd), lab.nodes)
-        hosts.write_known_hosts(lab.known_hosts, [n.sshd for n in lab.nodes])
+        progress("starting one sshd per node" + (" and spare host" if lab.spares else ""))
+        sshds = [*(node.sshd for node in lab.nodes), *(spare.sshd for spare in lab.spares)]
+        _parallel(hosts.start_sshd, sshds)
+        hosts.write_known_hosts(lab.known_hosts, sshds)
     with _database_held_open(lab):
         progress("starting the nodes")
         _parallel(start_node, lab.nodes)
@@ -132,7 +138,7 @@ def _build(lab: Lab, progress: Progress) -> None:
     write_inventory(lab)
 
 
-def _parallel(action: Callable[[Node], object], nodes: list[Node]) -> None:
+def _parallel(action: Callable[[T], object], nodes: Sequence[T]) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         for future in [pool.submit(action, node) for node in nodes]:
             future.result()
@@ -144,7 +150,7 @@ def _create_accounts(lab: Lab) -> None:
     keys = lab.client_key.parent
     keys.mkdir(mode=0o700)
     public_key = hosts.generate_key(lab.client_key, f"confluo-lab-{lab.slot}").read_text()
-    users = [n.user for n in lab.nodes if n.user is not None]
+    users = [user for user in [*(n.user for n in lab.nodes), *(s.user for s in lab.spares)] if user is not None]
     for user in users:
         hosts.create_user(user, hosts.group_name(lab.slot), public_key)
     hosts.install_sudoers(lab.slot, users)
@@ -214,6 +220,7 @@ def _provision_node(lab: Lab, node: Node, archive: Path) -> None:
         db_file=lab.db_file,
         db_kind=lab.db,
         build_number=build_number_for(lab.version),
+        peers=",".join(n.address for n in lab.nodes),
     )
     if node.user is not None:
         _give_to_node_user(lab, node, install)
@@ -274,8 +281,8 @@ def _stop_nodes(lab: Lab) -> None:
 
 def _stop_sshds(lab: Lab) -> None:
     if lab.ssh:
-        for node in lab.nodes:
-            hosts.stop_sshd(node.sshd, sessions=True)
+        for sshd in [*(node.sshd for node in lab.nodes), *(spare.sshd for spare in lab.spares)]:
+            hosts.stop_sshd(sshd, sessions=True)
 
 
 def _remove_accounts(lab: Lab) -> None:

@@ -39,12 +39,15 @@ class LabOptions:
     lb: str = balancer.HAPROXY
     timings: Timings = field(default_factory=Timings)
     local: bool = False  # force local mode even where ssh mode is possible
+    spare_hosts: int = 0  # hosts with sshd and a login user but no Confluence, for `confluo add-node`
 
 
 def validate(options: LabOptions) -> None:
     parse_version(options.version)
     if not 1 <= options.nodes <= MAX_NODES:
         raise LabError(f"--nodes must be between 1 and {MAX_NODES}, not {options.nodes}")
+    if not 0 <= options.spare_hosts <= MAX_NODES - options.nodes:
+        raise LabError(f"--spare-hosts must be between 0 and {MAX_NODES - options.nodes}, not {options.spare_hosts}")
     if options.db not in DATABASES:
         raise LabError(f"--db must be one of {', '.join(DATABASES)}, not {options.db!r}")
     if options.lb not in LB_KINDS:
@@ -101,6 +104,42 @@ class Node:
 
 
 @dataclass(frozen=True)
+class SpareHost:
+    """A host prepared like a node's (its own address, sshd and login user; the shared home at the same path)
+    with no Confluence on it: where `confluo add-node` puts a new node."""
+
+    lab_dir: Path
+    index: int  # spare1, spare2, ...
+    number: int  # its place after the nodes: its address and user continue theirs
+    slot: int
+    user: str | None
+
+    @property
+    def name(self) -> str:
+        return f"spare{self.index}"
+
+    @property
+    def address(self) -> str:
+        return node_address(self.slot, self.number)
+
+    @property
+    def host_root(self) -> Path:
+        return self.lab_dir / "hosts" / self.name
+
+    @property
+    def install_base(self) -> Path:
+        return self.host_root / "opt/atlassian/confluence"
+
+    @property
+    def home(self) -> Path:
+        return self.host_root / "var/atlassian/application-data/confluence"
+
+    @property
+    def sshd(self) -> hosts.Sshd:
+        return hosts.Sshd(self.host_root / "sshd", self.address, self.user or "")
+
+
+@dataclass(frozen=True)
 class Lab:
     """What lab.json records: enough to find, inspect and tear down every piece."""
 
@@ -114,6 +153,7 @@ class Lab:
     admin_password: str
     node_count: int
     state: str = "starting"  # "starting" while `up` runs, then "up"
+    spare_count: int = 0
 
     @property
     def ssh(self) -> bool:
@@ -122,6 +162,11 @@ class Lab:
     @property
     def nodes(self) -> list[Node]:
         return [Node(self.dir, k, self.slot, self.user_of(k)) for k in range(1, self.node_count + 1)]
+
+    @property
+    def spares(self) -> list[SpareHost]:
+        numbers = range(self.node_count + 1, self.node_count + self.spare_count + 1)
+        return [SpareHost(self.dir, j, k, self.slot, self.user_of(k)) for j, k in enumerate(numbers, 1)]
 
     @property
     def node_names(self) -> set[str]:
@@ -236,6 +281,7 @@ def save(lab: Lab) -> None:
         "timings": vars(lab.timings),
         "admin": {"username": ADMIN_USER, "password": lab.admin_password},
         "nodes": [{"name": n.name, "address": n.address, "user": n.user} for n in lab.nodes],
+        "spare_hosts": [{"name": s.name, "address": s.address, "user": s.user} for s in lab.spares],
     }
     path = lab_json(lab.dir)
     draft = path.with_suffix(".json.new")
@@ -266,4 +312,5 @@ def load(lab_dir: Path) -> Lab:
         admin_password=record["admin"]["password"],
         node_count=len(record["nodes"]),
         state=record.get("state", "up"),
+        spare_count=len(record.get("spare_hosts", [])),
     )

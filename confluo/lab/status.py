@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from confluo.lab import hosts
+from confluo.lab import hosts, spares
 from confluo.lab.hosts import LabError
 from confluo.lab.model import ADMIN_USER, Lab, Node, load
 from confluo.lab.node.cluster_state import cluster_view
@@ -41,6 +41,7 @@ def status(lab_dir: Path) -> dict[str, Any]:
         },
         "cluster": {"state": view["state"], "upgrade_mode": view["upgrade_mode"], "version": view["version"]},
         "nodes": [_node_status(lab, node, rows, http[node.url]) for node in lab.nodes] + _unknown_rows(lab, rows),
+        "spare_hosts": spares.status(lab),
     }
 
 
