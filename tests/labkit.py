@@ -142,9 +142,12 @@ def lab_options(
     stop_seconds: float = FAST.stop_seconds,
     finalize_seconds: float = FAST.finalize_seconds,
     local: bool = False,
+    spare_hosts: int = 0,
 ) -> model.LabOptions:
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds)
-    return model.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local)
+    return model.LabOptions(
+        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, spare_hosts=spare_hosts
+    )
 
 
 @contextlib.contextmanager
