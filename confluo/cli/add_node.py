@@ -9,17 +9,8 @@ import click
 
 from confluo import app, growth
 from confluo.cli.env import Env
-from confluo.cli.options import (
-    EXIT_CODES_HELP,
-    accept_new_option,
-    inventory_option,
-    json_option,
-    lock_wait_option,
-    log_option,
-    yes_option,
-)
+from confluo.cli.options import EXIT_CODES_HELP, RunOptions, accept_new_option, inventory_option, run_options
 from confluo.cli.outcome import session_for
-from confluo.cli.recover import dry_run_option
 from confluo.cli.upgrade import confirm, run_with_view, say
 from confluo.configfiles import unified_diff
 from confluo.inventory import Inventory
@@ -41,17 +32,13 @@ from confluo.ui.plan_view import recovery_plan_as_json, recovery_plan_as_text
 @click.option("--run-as", help="The user Confluence runs as there, when not the donor's (bin/user.sh follows).")
 @click.option("--install-base", metavar="DIR", help="Its install base (install.path in the plain layout).")
 @click.option("--home", metavar="DIR", help="Its local home, when not at the donor's path.")
-@dry_run_option
-@yes_option
-@json_option
-@log_option
-@lock_wait_option
+@run_options
 @accept_new_option
 @click.pass_obj
 def add_node(env: Env, inventory_path: Path, new: str, donor: str, host: str | None, address: str | None,
              url: str | None, ssh_port: int | None, ssh_user: str | None, run_as: str | None,
-             install_base: str | None, home: str | None, dry_run: bool, yes: bool, as_json: bool,
-             log_file: Path | None, lock_wait: float, accept_new_host_keys: bool) -> None:  # fmt: skip
+             install_base: str | None, home: str | None, run: RunOptions,
+             accept_new_host_keys: bool) -> None:  # fmt: skip
     """Add NEW to the cluster: the donor's installation directory and local home copied to its host while the
     donor serves on, made its own (name, address, no copied node id), started once no other node starts, ACTIVE
     in the cluster; then its entry is added to the inventory, comments kept. Refuses, before any change, what
@@ -63,18 +50,19 @@ def add_node(env: Env, inventory_path: Path, new: str, donor: str, host: str | N
         chosen.append(growth.candidate(path, options))
         return chosen[0].inventory
 
+    dry_run, as_json = run.dry_run, run.as_json
     masker = Masker()
-    log = None if dry_run else CommandLog(log_file or env.default_log_path(), masker)
+    log = None if dry_run else CommandLog(run.log_file or env.default_log_path(), masker)
     with session_for(env, inventory_path, accept_new_host_keys=accept_new_host_keys, log=log, masker=masker,
                      as_json=as_json, read_only=dry_run, load=load) as session:  # fmt: skip
         if dry_run:
             _show(growth.add_node_plan(session, chosen[0], options, write_marker=False), chosen[0], as_json)
             return
         assert log is not None
-        with app.run_lock(session, "add-node", wait_seconds=lock_wait) as lock_notes:
+        with app.run_lock(session, "add-node", wait_seconds=run.lock_wait) as lock_notes:
             session.events.subscribe(log.event)
             plan = growth.add_node_plan(session, chosen[0], options, write_marker=True)
-            if not yes:
+            if not run.yes:
                 if not as_json and env.stdin_isatty:
                     _show(plan, chosen[0], as_json)
                 confirm(env, f"Add {new} to {plan.cluster_name} now, as above?", as_json)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -36,3 +40,28 @@ lock_wait_option = click.option(
     help="While another run holds the cluster lock, wait up to SECONDS for it (cron), then refuse. Default 0.",
 )
 force_option = click.option("--force", is_flag=True, help="Release even a live lock (its heartbeat is fresh).")
+dry_run_option = click.option("--dry-run", is_flag=True, help="Probe for real and print the plan. Changes nothing.")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a command that changes the cluster runs: dry or for real, asking or not, its output, log and lock."""
+
+    dry_run: bool
+    yes: bool
+    as_json: bool
+    log_file: Path | None
+    lock_wait: float
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--dry-run, --yes, --json, --log-file and --lock-wait, handed to `command` as one `run: RunOptions`."""
+
+    @functools.wraps(command)
+    def collect(*args: Any, dry_run: bool, yes: bool, as_json: bool, log_file: Path | None, lock_wait: float,
+                **kwargs: Any) -> Any:  # fmt: skip
+        return command(*args, run=RunOptions(dry_run, yes, as_json, log_file, lock_wait), **kwargs)
+
+    for option in reversed((dry_run_option, yes_option, json_option, log_option, lock_wait_option)):
+        collect = option(collect)
+    return collect

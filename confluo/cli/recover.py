@@ -11,14 +11,7 @@ import click
 from confluo import app
 from confluo.app import Session
 from confluo.cli.env import Env
-from confluo.cli.options import (
-    EXIT_CODES_HELP,
-    inventory_option,
-    json_option,
-    lock_wait_option,
-    log_option,
-    yes_option,
-)
+from confluo.cli.options import EXIT_CODES_HELP, RunOptions, inventory_option, run_options
 from confluo.cli.outcome import session_for
 from confluo.cli.upgrade import confirm, run_with_view, say
 from confluo.plan.model import Plan
@@ -27,29 +20,28 @@ from confluo.ui.log import CommandLog
 from confluo.ui.plan_view import recovery_plan_as_json, recovery_plan_as_text
 
 
-def carry_out(env: Env, inventory_path: Path, command: str, make: Callable[[Session], Plan], *, yes: bool,
-               as_json: bool, log_file: Path | None, lock_wait: float, dry_run: bool) -> None:  # fmt: skip
-    if dry_run:
-        with session_for(env, inventory_path, as_json=as_json, read_only=True) as session:
-            _show(make(session), as_json)
+def carry_out(env: Env, inventory_path: Path, command: str, make: Callable[[Session], Plan], run: RunOptions) -> None:
+    if run.dry_run:
+        with session_for(env, inventory_path, as_json=run.as_json, read_only=True) as session:
+            _show(make(session), run.as_json)
         return
     masker = Masker()
-    log = CommandLog(log_file or env.default_log_path(), masker)
+    log = CommandLog(run.log_file or env.default_log_path(), masker)
     with (
-        session_for(env, inventory_path, log=log, masker=masker, as_json=as_json) as session,
-        app.run_lock(session, command, wait_seconds=lock_wait) as lock_notes,
+        session_for(env, inventory_path, log=log, masker=masker, as_json=run.as_json) as session,
+        app.run_lock(session, command, wait_seconds=run.lock_wait) as lock_notes,
     ):
         session.events.subscribe(log.event)
         plan = make(session)
         if plan.nothing_to_do:
-            say(as_json, "the cluster is STABLE and upgrade mode is off; nothing to do", "nothing_to_do")
+            say(run.as_json, "the cluster is STABLE and upgrade mode is off; nothing to do", "nothing_to_do")
             return
-        if not yes:
-            if not as_json and env.stdin_isatty:
-                _show(plan, as_json)
-            confirm(env, f"{plan.goal.capitalize()} on {plan.cluster_name} now, as above?", as_json)
-        run_with_view(env, session, as_json, lambda: app.run_plan(session, plan), lock_notes)
-        say(as_json, plan.ending(), "done")
+        if not run.yes:
+            if not run.as_json and env.stdin_isatty:
+                _show(plan, run.as_json)
+            confirm(env, f"{plan.goal.capitalize()} on {plan.cluster_name} now, as above?", run.as_json)
+        run_with_view(env, session, run.as_json, lambda: app.run_plan(session, plan), lock_notes)
+        say(run.as_json, plan.ending(), "done")
 
 
 def _show(plan: Plan, as_json: bool) -> None:
@@ -59,22 +51,14 @@ def _show(plan: Plan, as_json: bool) -> None:
         click.echo(recovery_plan_as_text(plan), nl=False)
 
 
-dry_run_option = click.option("--dry-run", is_flag=True, help="Probe for real and print the plan. Changes nothing.")
-
-
 @click.command(epilog=f"\b\nExit codes:\n{EXIT_CODES_HELP}")
 @inventory_option
 @click.option("--node", "only", metavar="NODE", help="Roll back this node only (upgrade mode stays on while others "
               "run the new version).")  # fmt: skip
 @click.option("--all", "every", is_flag=True, help="Every upgraded node (the default), then upgrade mode off.")
-@dry_run_option
-@yes_option
-@json_option
-@log_option
-@lock_wait_option
+@run_options
 @click.pass_obj
-def rollback(env: Env, inventory_path: Path, only: str | None, every: bool, dry_run: bool, yes: bool, as_json: bool,
-             log_file: Path | None, lock_wait: float) -> None:  # fmt: skip
+def rollback(env: Env, inventory_path: Path, only: str | None, every: bool, run: RunOptions) -> None:
     """Before finalize: put upgraded nodes back on the installation of the version the upgrade started from, one
     at a time with the same gates as an upgrade; then turn upgrade mode off once no node runs the new version."""
     if only is not None and every:
@@ -83,40 +67,27 @@ def rollback(env: Env, inventory_path: Path, only: str | None, every: bool, dry_
     def plan(session: Session) -> Plan:
         return app.rollback_plan(session, node=only)
 
-    carry_out(env, inventory_path, "rollback", plan, yes=yes, as_json=as_json, log_file=log_file,
-               lock_wait=lock_wait, dry_run=dry_run)  # fmt: skip
+    carry_out(env, inventory_path, "rollback", plan, run)
 
 
 @click.command(epilog=f"\b\nExit codes:\n{EXIT_CODES_HELP}")
 @inventory_option
-@dry_run_option
-@yes_option
-@json_option
-@log_option
-@lock_wait_option
+@run_options
 @click.pass_obj
-def cancel(env: Env, inventory_path: Path, dry_run: bool, yes: bool, as_json: bool, log_file: Path | None,
-           lock_wait: float) -> None:  # fmt: skip
+def cancel(env: Env, inventory_path: Path, run: RunOptions) -> None:
     """Turn upgrade mode off again while no node runs the new version (READY_TO_UPGRADE)."""
-    carry_out(env, inventory_path, "cancel", app.cancel_plan, yes=yes, as_json=as_json, log_file=log_file,
-               lock_wait=lock_wait, dry_run=dry_run)  # fmt: skip
+    carry_out(env, inventory_path, "cancel", app.cancel_plan, run)
 
 
 @click.command(epilog=f"\b\nExit codes:\n{EXIT_CODES_HELP}")
 @inventory_option
 @click.option("--retry", is_flag=True, help="After UPGRADE_TASKS_FAILED: run the upgrade tasks again.")
-@dry_run_option
-@yes_option
-@json_option
-@log_option
-@lock_wait_option
+@run_options
 @click.pass_obj
-def finalize(env: Env, inventory_path: Path, retry: bool, dry_run: bool, yes: bool, as_json: bool,
-             log_file: Path | None, lock_wait: float) -> None:  # fmt: skip
+def finalize(env: Env, inventory_path: Path, retry: bool, run: RunOptions) -> None:
     """Finalize an upgrade whose nodes all run the new version: approve, then wait until STABLE."""
 
     def plan(session: Session) -> Plan:
         return app.finalize_plan(session, retry=retry)
 
-    carry_out(env, inventory_path, "finalize", plan, yes=yes, as_json=as_json, log_file=log_file,
-               lock_wait=lock_wait, dry_run=dry_run)  # fmt: skip
+    carry_out(env, inventory_path, "finalize", plan, run)

@@ -9,7 +9,7 @@ from confluo.inventory import Inventory, Node
 from confluo.layout import node_paths
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
-from confluo.plan.rules import identity_reasons, notes
+from confluo.plan.rules import cluster_or_refuse, identity_reasons, notes
 from confluo.probe.facts import Facts
 from confluo.steps.base import Host, Step
 from confluo.steps.service import StartNode, StopNode
@@ -45,9 +45,7 @@ def build_restart_plan(inventory: Inventory, facts: Facts, *, only: str | None =
 
 
 def _cluster_at_rest(facts: Facts) -> ClusterInfo:
-    cluster = facts.cluster
-    if cluster is None:
-        raise RefusedError([f"cluster API: {facts.cluster_error}"])
+    cluster = cluster_or_refuse(facts)
     if cluster.upgrade_mode:
         raise RefusedError(
             [f"upgrade mode is on and the cluster is {cluster.state.value}: an upgrade is in progress"],

@@ -9,7 +9,7 @@ from confluo.inventory import Inventory, Node
 from confluo.layout import NodePaths, node_paths
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
-from confluo.plan.rules import notes
+from confluo.plan.rules import cluster_or_refuse, notes
 from confluo.plan.upgrade import back_to_source, source_install
 from confluo.probe.facts import SERVICE_FILE_KEY, Facts, NodeFacts
 from confluo.steps.base import Host, Step
@@ -59,9 +59,7 @@ def build_rollback_plan(inventory: Inventory, facts: Facts, *, only: str | None 
 
 
 def _cluster_in_upgrade(facts: Facts) -> ClusterInfo:
-    cluster = facts.cluster
-    if cluster is None:
-        raise RefusedError([f"cluster API: {facts.cluster_error}"])
+    cluster = cluster_or_refuse(facts)
     if cluster.state in (ClusterState.RUNNING_UPGRADE_TASKS, ClusterState.UPGRADE_TASKS_FAILED):
         state = cluster.state.value
         raise RefusedError(

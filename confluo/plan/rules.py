@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from confluo.api.base import ClusterState, NodeState, cluster_entry
+from confluo.api.base import ClusterInfo, ClusterState, NodeState, cluster_entry
+from confluo.errors import RefusedError
 from confluo.inventory import Inventory
 from confluo.layout import node_paths
 from confluo.probe.facts import Facts
@@ -108,6 +109,13 @@ def already_on_target(inventory: Inventory, facts: Facts, target: str) -> bool:
             (info := cluster_entry(cluster, node)) is not None and info.version == target for node in inventory.nodes
         )
     )
+
+
+def cluster_or_refuse(facts: Facts) -> ClusterInfo:
+    """The cluster as the API answered; a refusal when it did not."""
+    if facts.cluster is None:
+        raise RefusedError([f"cluster API: {facts.cluster_error}"])
+    return facts.cluster
 
 
 def cluster_reasons(inventory: Inventory, facts: Facts) -> list[str]:

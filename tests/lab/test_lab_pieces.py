@@ -157,7 +157,9 @@ def test_local_mode_inventory_has_local_transport_and_no_ssh(tmp_path: Path) -> 
         node_count=2,
     )
     lab.next_archive.write_bytes(b"archive")
+    lab.source_archive.write_bytes(b"the running release")
     document = inventory_writer.inventory_document(lab)
+    assert document["customizations"]["base_archive"] == str(lab.source_archive)  # the merge's base
     assert document["cluster"]["api_url"] == "http://127.0.5.11:8090"  # no LB: node1
     assert document["database"] == "postgresql"
     assert "ssh" not in document["defaults"]
