@@ -4,6 +4,7 @@ No click and no rich here: the CLI renders what these return."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from confluo.api.base import ApiAuth, ApiError, ClusterApi
+from confluo.api.content import ContentApi
 from confluo.carry.shell import bash_syntax_error
 from confluo.errors import ConfluoError, InventoryError, RefusedError
 from confluo.events import EventBus
@@ -20,6 +22,7 @@ from confluo.execute.report import ReportCollector, RunReport
 from confluo.execute.run_lock import LockChannel, LockSite, one_run
 from confluo.execute.runner import Runner
 from confluo.execute.shared_lock import LockState
+from confluo.execute.verify import VerifyReport, verify_cluster
 from confluo.inventory import ClusterSettings, Inventory, Node, load_inventory
 from confluo.plan.model import Plan
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
@@ -65,12 +68,19 @@ def make_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock, node_urls: S
     )  # fmt: skip
 
 
+def make_content_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock) -> ContentApi:
+    from confluo.api.content_http import HttpContentApi
+
+    return HttpContentApi(auth, verify_tls=cluster.verify_tls, timeout=cluster.timeout_seconds, clock=clock)
+
+
 @dataclass(frozen=True)
 class Ports:
     """How a session reaches the world; tests hand in fakes (a stateful node, the ZDU state machine, a clock)."""
 
     transport: Callable[..., Transport] = make_transport
     api: Callable[[ClusterSettings, ApiAuth, Clock, Sequence[str]], ClusterApi] = make_api
+    content: Callable[[ClusterSettings, ApiAuth, Clock], ContentApi] = make_content_api
     clock: Clock = SYSTEM_CLOCK
     state_dir: Path = field(default_factory=lambda: state_home())
 
@@ -92,6 +102,7 @@ class Session:
     state_dir: Path
     remotes: dict[str, Remote] = field(default_factory=dict)
     connect: Callable[[Node], Remote] | None = None  # a new connection of its own (the cluster lock's)
+    open_content: Callable[[], ContentApi] | None = None  # the content API, for the commands that need it
 
     def close(self) -> None:
         for remote in self.remotes.values():
@@ -128,6 +139,7 @@ def open_session(
         return Remote(node, ports.transport(node, accept_new_host_keys=accept_new_host_keys), listeners)
 
     session.connect = connect
+    session.open_content = lambda: ports.content(inventory.cluster, auth, ports.clock)
     return session
 
 
@@ -183,6 +195,20 @@ def restart_plan(session: Session, *, node: str | None) -> Plan:
 
 def finalize_plan(session: Session, *, retry: bool) -> Plan:
     return build_finalize_plan(session.inventory, session.api.cluster(), retry=retry)
+
+
+def verify(session: Session, *, space: str | None, deadline_seconds: float) -> VerifyReport:
+    """The cluster test: a page through `api_url`, read and found by search on every node, deleted again."""
+    assert session.open_content is not None, "sessions come from open_session"
+    content = session.open_content()
+    try:
+        return verify_cluster(
+            content, api_url=session.inventory.cluster.api_url, nodes=session.inventory.nodes, space_key=space,
+            deadline_seconds=deadline_seconds, marker=uuid.uuid4().hex[:12], clock=session.clock,
+            events=session.events,
+        )  # fmt: skip
+    finally:
+        content.close()
 
 
 def status(session: Session) -> dict[str, Any]:

@@ -19,6 +19,7 @@ class ExitCode(enum.IntEnum):
     NEEDS_CONFIRMATION = 4
     FAILED_AFTER_CHANGES = 5
     ROLLED_BACK = 6
+    CHECK_FAILED = 7
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -36,6 +37,7 @@ _EXIT_CODE_DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.NEEDS_CONFIRMATION: "would act, but no --yes and no terminal to ask; nothing was changed",
     ExitCode.FAILED_AFTER_CHANGES: "a step failed after changes began; halted safely (see the hint)",
     ExitCode.ROLLED_BACK: "a node failed and was rolled back; the cluster serves on the old version (see the hint)",
+    ExitCode.CHECK_FAILED: "the cluster check found a problem (`confluo verify`); the message names each node",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGINT); the node in progress was brought back first",
     ExitCode.TERMINATED: "terminated (SIGTERM, as cron, systemd and CI send); the node in progress was brought back",
 }
@@ -147,3 +149,19 @@ class RolledBack(ConfluoError):
     """A node failed, was put back on its old installation, and the cluster serves on the old version."""
 
     exit_code = ExitCode.ROLLED_BACK
+
+
+class CheckFailed(ConfluoError):
+    """A check of the cluster found a problem (`confluo verify`: a node did not read or find the test page)."""
+
+    exit_code = ExitCode.CHECK_FAILED
+
+    def __init__(self, failures: Iterable[str], *, hint: str | None = None) -> None:
+        self.failures = tuple(failures)
+        super().__init__(f"the cluster check failed:\n{_indented(self.failures)}", hint=hint)
+
+
+class LeftBehind(ConfluoError):
+    """Something confluo made for a while could not be removed again (the test page of `confluo verify`)."""
+
+    exit_code = ExitCode.FAILED_AFTER_CHANGES

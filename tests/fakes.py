@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from fake_content import FakeContentApi
 
 from confluo.api.base import (
     ApiAuth,
@@ -129,11 +130,19 @@ class FakeHost:
         return os.readlink(self.base / "current")
 
     def kill(self) -> None:
-        running = self.running()
-        if running:
-            pid = int((Path(running[0]) / "work/catalina.pid").read_text())
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
+        for _ in range(1000):
+            running = self.running()
+            if running is None:
+                return
+            text = (Path(running[0]) / "work/catalina.pid").read_text().strip()
+            if text:
+                break
+            os.sched_yield()  # a second start script is rewriting the pid file (`echo $! > file` empties it first)
+        else:
+            return
+        pid = int(text)
+        os.kill(pid, signal.SIGKILL)
+        _reap(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -251,9 +260,11 @@ class FakeSite:
     load: dict[str, int] = field(default_factory=dict)
     finalize_fails: bool = False
     api: FakeClusterApi = field(init=False)
+    content: FakeContentApi = field(init=False)
 
     def __post_init__(self) -> None:
         self.api = FakeClusterApi(self)
+        self.content = FakeContentApi(self.clock, "http://lb.invalid", [host.url for host in self.hosts])
 
     @classmethod
     def build(cls, tmp_path: Path, nodes: int = 3, **inventory_changes: object) -> FakeSite:
@@ -296,7 +307,11 @@ class FakeSite:
         def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object, _urls: object) -> FakeClusterApi:
             return self.api
 
-        return Ports(api=api, clock=self.clock, state_dir=self.dir / "state")
+        def content(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object) -> FakeContentApi:
+            self.content.clock = self.clock  # a test may have put in a clock of its own since
+            return self.content
+
+        return Ports(api=api, content=content, clock=self.clock, state_dir=self.dir / "state")
 
     def host(self, name: str) -> FakeHost:
         return next(host for host in self.hosts if host.name == name)

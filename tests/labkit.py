@@ -9,7 +9,8 @@
 `tests/conftest.py` offers the same as the fixtures `lab` (3 nodes, HAProxy, MySQL) and `lab_factory`.
 Every lab gets a fresh folder under /tmp/confluo-test-labs (world-traversable, as the node users need; pytest's
 tmp_path is not) and is removed after `down`, unless CONFLUO_KEEP_LABS=1 keeps it for a post-mortem.
-Timings are short by default (start 0.5 s, stop 0.3 s) so a lab is ACTIVE about a second after `up` begins.
+Timings are short by default (start 0.5 s, stop 0.3 s, the search index every 0.5 s) so a lab is ACTIVE about a
+second after `up` begins.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from confluo.lab import control, lifecycle, model
 from confluo.lab.status import status as lab_status
 
 LABS_BASE = Path("/tmp/confluo-test-labs")
-FAST = model.Timings(start_seconds=0.5, stop_seconds=0.3, finalize_seconds=0.5)
+FAST = model.Timings(start_seconds=0.5, stop_seconds=0.3, finalize_seconds=0.5, index_seconds=0.5)
 
 
 @dataclass
@@ -141,10 +142,11 @@ def lab_options(
     start_seconds: float = FAST.start_seconds,
     stop_seconds: float = FAST.stop_seconds,
     finalize_seconds: float = FAST.finalize_seconds,
+    index_seconds: float = FAST.index_seconds,
     local: bool = False,
     spare_hosts: int = 0,
 ) -> model.LabOptions:
-    timings = model.Timings(start_seconds, stop_seconds, finalize_seconds)
+    timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
     return model.LabOptions(
         nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, spare_hosts=spare_hosts
     )

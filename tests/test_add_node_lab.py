@@ -66,6 +66,8 @@ def test_add_node_grows_a_2_node_lab_to_3_while_the_donor_serves(lab_factory: An
     assert after.startswith(before) and after.startswith(COMMENT) and "name: node3" in after[len(before) :]
     planned = confluo("plan", "-i", str(lab.inventory))
     assert planned.returncode == 0 and "3 nodes" in planned.stdout, planned.stderr
+    verified = confluo("verify", "-i", str(lab.inventory))  # the seeds' cluster test, node3 included
+    assert verified.returncode == 0 and "node3" in verified.stdout, verified.stdout + verified.stderr
 
     again = confluo(*add_node_args(lab, spare, "--yes"))
     assert again.returncode == 3 and "the cluster already has a node of that name" in again.stderr

@@ -55,11 +55,8 @@ class HttpClusterApi:
         self.verify_tls = verify_tls  # the nodes' own URLs are checked the same way
         self._clock = clock
         self._urls = list(dict.fromkeys([self.base_url, *(url.rstrip("/") for url in fallback_urls)]))
-        credentials: httpx.Auth = (
-            _Bearer(auth.secret) if auth.bearer else httpx.BasicAuth(auth.username or "", auth.secret)
-        )
         self._client = httpx.Client(
-            auth=credentials,
+            auth=http_auth(auth),
             verify=verify_tls,
             timeout=timeout,
             # Non-browser clients skip Atlassian's XSRF check with this header.
@@ -165,6 +162,11 @@ class HttpClusterApi:
         if not isinstance(body, dict):
             raise ApiError(f"cluster API {method} {url}: expected a JSON object")
         return body
+
+
+def http_auth(auth: ApiAuth) -> httpx.Auth:
+    """Basic auth, or a personal access token as a Bearer header."""
+    return _Bearer(auth.secret) if auth.bearer else httpx.BasicAuth(auth.username or "", auth.secret)
 
 
 class _Bearer(httpx.Auth):

@@ -19,6 +19,12 @@ from confluo.inventory import Inventory
 from confluo.secrets import Masker
 from confluo.ui.log import CommandLog
 
+INTERRUPTED_HINT = (
+    "the node in progress was brought back to serving first; nothing is half-done on disk. Upgrade mode "
+    "may still be on: the same command again continues where this stopped, and `confluo status` shows "
+    "where the cluster stands and what continues it"
+)
+
 
 @contextmanager
 def session_for(
@@ -31,10 +37,12 @@ def session_for(
     masker: Masker | None = None,
     as_json: bool = False,
     read_only: bool = False,
+    interrupted_hint: str = INTERRUPTED_HINT,
     load: Callable[[Path], Inventory] | None = None,
 ) -> Iterator[Session]:
     """Opens the session and turns every way a command can end into its message, its hint and its exit code.
-    `read_only`: the command changes nothing, so no failure of it may claim that changes began."""
+    `read_only`: the command changes nothing, so no failure of it may claim that changes began.
+    `interrupted_hint`: what Ctrl-C or SIGTERM left behind, for the command at hand."""
     masker = masker or Masker()
     session = None
 
@@ -61,9 +69,7 @@ def session_for(
         fail(
             ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED,
             "terminated (SIGTERM)" if terminated else "interrupted",
-            "the node in progress was brought back to serving first; nothing is half-done on disk. Upgrade mode "
-            "may still be on: the same command again continues where this stopped, and `confluo status` shows "
-            "where the cluster stands and what continues it",
+            interrupted_hint,
         )
     except click.exceptions.Exit:
         raise

@@ -61,6 +61,13 @@ def lab() -> None:
 @click.option("--start-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
 @click.option("--stop-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True)
 @click.option("--finalize-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
+@click.option(
+    "--index-seconds",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="How often each node's search index takes new content (a search misses a page that new).",
+)
 @click.option("--spare-hosts", type=click.IntRange(0, model.MAX_NODES), default=0, show_default=True,
               help="Hosts with sshd and a login user but no Confluence, for `confluo add-node`.")
 @click.option("--local", is_flag=True, help=f"Local mode even where ssh is possible (or {hosts.MODE_ENV}=local).")
@@ -74,11 +81,12 @@ def up(
     start_seconds: float,
     stop_seconds: float,
     finalize_seconds: float,
+    index_seconds: float,
     spare_hosts: int,
     local: bool,
 ) -> None:
     """Start a lab: N nodes ACTIVE behind a load balancer, an inventory, the next release's archive."""
-    timings = model.Timings(start_seconds, stop_seconds, finalize_seconds)
+    timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
     options = model.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local,
                                spare_hosts=spare_hosts)  # fmt: skip
     began = time.monotonic()
@@ -124,7 +132,9 @@ def render_status(report: dict[str, Any]) -> str:
         f"next       {report['next_version']}: {report['next_archive']}",
         "",
     ]
-    rows: list[tuple[str, ...]] = [("NODE", "ADDRESS", "STATE", "STATUS", "VERSION", "PID", "LOGIN", "PROBLEMS")]
+    header = ("NODE", "ADDRESS", "STATE", "STATUS", "VERSION", "PID", "INDEX", "LOGIN", "PROBLEMS")
+    rows: list[tuple[str, ...]] = [header]
+    journal = state.get("index_journal", 0)
     for node in report["nodes"]:
         login = f"{node['ssh']['user']}@{node['ssh']['host']}" if node.get("ssh") else "-"
         rows.append(
@@ -135,6 +145,7 @@ def render_status(report: dict[str, Any]) -> str:
                 node.get("status") or "-",
                 node.get("version") or "-",
                 str(node.get("pid") or "-"),
+                f"{node['index_position']}/{journal}" if node.get("index_position") is not None else "-",
                 login,
                 "; ".join(node.get("problems") or []) or "-",
             )
@@ -190,6 +201,7 @@ def fault(node: str, kind: str, lab_dir: Path) -> None:
           ssh-down     stop the node's sshd
           api-500      its ZDU API answers 500
           finalize-fail  its finalization upgrade tasks fail after approve
+          index-broken its search index stops taking new content
           clear        remove the fault (and start sshd again if it was down)
     """
     click.echo(control.fault(lab_dir, node, kind))

@@ -169,6 +169,7 @@ def _create_database(lab: Lab) -> None:
         start_seconds=lab.timings.start_seconds,
         stop_seconds=lab.timings.stop_seconds,
         finalize_seconds=lab.timings.finalize_seconds,
+        index_seconds=lab.timings.index_seconds,
     )
     if lab.group is not None:
         for folder in (lab.db_file.parent, lab.shared_home):

@@ -29,6 +29,7 @@ class Timings:
     start_seconds: float = 2.0
     stop_seconds: float = 1.0
     finalize_seconds: float = 2.0
+    index_seconds: float = 1.0  # how often each node's search index takes the new content
 
 
 @dataclass(frozen=True)

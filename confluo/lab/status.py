@@ -39,7 +39,12 @@ def status(lab_dir: Path) -> dict[str, Any]:
             "url": lb.url if lb else None,
             "socket": str(lb.socket) if lb and lb.socket else None,
         },
-        "cluster": {"state": view["state"], "upgrade_mode": view["upgrade_mode"], "version": view["version"]},
+        "cluster": {
+            "state": view["state"],
+            "upgrade_mode": view["upgrade_mode"],
+            "version": view["version"],
+            "index_journal": view["index_journal"],
+        },
         "nodes": [_node_status(lab, node, rows, http[node.url]) for node in lab.nodes] + _unknown_rows(lab, rows),
         "spare_hosts": spares.status(lab),
     }
@@ -58,6 +63,7 @@ def _node_status(lab: Lab, node: Node, rows: dict[str, dict[str, Any]], http_sta
         "install_dir": str(node.current),
         "home": str(node.home),
         "pid": row.get("pid"),
+        "index_position": row.get("index_position"),
         "problems": _problems(lab, node, row, rows),
     }
     if node.user is not None:

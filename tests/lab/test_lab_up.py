@@ -43,14 +43,14 @@ def test_every_node_is_active_and_the_status_has_the_documented_shape(shared_lab
     assert status["mode"] == ("ssh" if hosts.ssh_supported() else "local")
     assert status["next_version"] == "9.2.14"
     assert Path(status["next_archive"]).is_file()
-    assert status["cluster"] == {"state": "STABLE", "upgrade_mode": False, "version": "9.2.13"}
+    assert status["cluster"] == {"state": "STABLE", "upgrade_mode": False, "version": "9.2.13", "index_journal": 0}
     assert status["lb"]["kind"] == "haproxy"
     assert [n["name"] for n in status["nodes"]] == ["node1", "node2", "node3"]
     for index, node in enumerate(status["nodes"], start=1):
         slot = shared_lab.record.slot
         assert node["address"] == f"127.0.{slot}.{10 + index}"
         assert (node["state"], node["status"], node["version"], node["problems"]) == ("ACTIVE", "RUNNING", "9.2.13", [])
-        assert Path(node["install_dir"]).name == "current"
+        assert Path(node["install_dir"]).name == "current" and node["index_position"] == 0
         assert hosts.runs(node["pid"], "confluence-node.pyz")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from pathlib import Path
@@ -156,21 +155,6 @@ def test_a_killed_node_is_seen_offline(running: tuple[Cluster, Node, Node]) -> N
     assert node.pid_file.exists()  # a crash leaves the pid file behind ...
     assert cluster.start(node).returncode == 0  # ... and the start script sees it is stale
     cluster.wait_status(node, "RUNNING")
-
-
-def test_pages_are_shared_by_every_node(running: tuple[Cluster, Node, Node]) -> None:
-    _, first, second = running
-    created = http("POST", first.url + "/rest/api/content", auth=None, body={"title": "Runbook", "body": "<p>x</p>"})
-    assert created.status == 200
-    assert re.search(r"JSESSIONID=\w+", created.headers.get("Set-Cookie", ""))
-    page_id = created.json()["id"]
-    fetched = http("GET", f"{second.url}/rest/api/content/{page_id}", auth=None)
-    assert fetched.status == 200
-    assert fetched.json()["title"] == "Runbook" and fetched.json()["servedBy"] == "node2"
-    assert http("GET", f"{second.url}/rest/api/content/999999", auth=None).status == 404
-    assert http("POST", first.url + "/rest/api/content", auth=None, body={"nope": 1}).status == 400
-    home = http("GET", second.url + "/", auth=None)
-    assert home.status == 200 and b"node2" in home.body
 
 
 def test_cluster_view_reports_nodes_for_lab_status(running: tuple[Cluster, Node, Node]) -> None:

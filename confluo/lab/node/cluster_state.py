@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .clusterdb import put_settings, read_settings, transaction
+from .search_index import latest_entry
 from .states import (
     ACTIVE,
     ERROR,
@@ -70,6 +71,8 @@ class NodeRecord:
     in_snapshot: bool
     finalize_requested: float | None
     finalize_error: str | None
+    index_position: int = 0  # the last index journal entry the node's search index took
+    index_checked: float | None = None  # when the node last looked at the journal
 
 
 def _effective_state(row: sqlite3.Row, now: float) -> str:
@@ -95,6 +98,8 @@ def _node_record(row: sqlite3.Row, now: float) -> NodeRecord:
         in_snapshot=bool(row["in_snapshot"]),
         finalize_requested=row["finalize_requested"],
         finalize_error=row["finalize_error"],
+        index_position=int(row["index_position"]),
+        index_checked=row["index_checked"],
     )
 
 
@@ -221,12 +226,15 @@ def cluster_view(db_file: Path) -> dict[str, Any]:
     """The cluster for `confluo lab status`: every node row (also unlisted ones) and the ZDU state."""
     cluster = read_cluster(db_file)
     listed = {n.id for n in cluster.listed()}
+    with transaction(db_file, write=False) as conn:
+        journal = latest_entry(conn)
     return {
         "state": cluster.state(),
         "upgrade_mode": cluster.upgrade_mode,
         "original_version": cluster.original_version,
         "version": cluster.version,
         "has_finalization_tasks": cluster.has_finalization_tasks(),
+        "index_journal": journal,
         "nodes": [_view_row(n, n.id in listed) for n in sorted(cluster.nodes, key=lambda n: (n.name, n.address))],
     }
 
@@ -245,4 +253,6 @@ def _view_row(node: NodeRecord, listed: bool) -> dict[str, Any]:
         "pid": node.pid,
         "problem": node.problem,
         "listed": listed,
+        "index_position": node.index_position,
+        "index_checked": node.index_checked,
     }

@@ -1,7 +1,8 @@
 """The cluster database: one SQLite file (WAL) shared by every node of the lab, and the lab's levers on it.
 
 It holds the cluster's settings (version, timings, the admin's hashed credentials), the ZDU row, one row per
-node, each node's load and fault, and the pages. The lab's orchestration calls ``init_database``,
+node, each node's load and fault, the spaces and pages, and the index journal every node's search index
+follows. The lab's orchestration calls ``init_database``,
 ``set_timings``, ``set_node_load`` and ``set_fault``; the nodes read and write it in short transactions.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .credentials import hash_secret
+from .search_index import DEFAULT_INDEX_SECONDS
 from .states import FAULT_KINDS
 from .versions import build_number_for
 
@@ -42,18 +44,37 @@ CREATE TABLE IF NOT EXISTS nodes (
     problem TEXT,
     in_snapshot INTEGER NOT NULL DEFAULT 0,
     finalize_requested REAL,
-    finalize_error TEXT
+    finalize_error TEXT,
+    index_position INTEGER NOT NULL DEFAULT 0,
+    index_checked REAL
 );
 CREATE TABLE IF NOT EXISTS node_load (node TEXT PRIMARY KEY, tasks INTEGER NOT NULL, users INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS faults (node TEXT PRIMARY KEY, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS spaces (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL DEFAULT 'global'
+);
 CREATE TABLE IF NOT EXISTS pages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL DEFAULT 'page',
+    space_key TEXT NOT NULL,
     title TEXT NOT NULL,
     body TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'current',
     created_by TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS journal (
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    journal_name TEXT NOT NULL,
+    content_id INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    created REAL NOT NULL
+);
 INSERT OR IGNORE INTO zdu (id) VALUES (1);
+INSERT OR IGNORE INTO spaces (id, key, name) VALUES (98305, 'LAB', 'Lab');
 """
 
 
@@ -115,8 +136,9 @@ def init_database(
     start_seconds: float,
     stop_seconds: float,
     finalize_seconds: float,
+    index_seconds: float = DEFAULT_INDEX_SECONDS,
 ) -> None:
-    """Create the cluster database, or reset the settings of an existing one.
+    """Create the cluster database (with one space, LAB), or reset the settings of an existing one.
 
     Only salted hashes of the password and the token are stored.
     """
@@ -134,6 +156,7 @@ def init_database(
                     "start_seconds": repr(float(start_seconds)),
                     "stop_seconds": repr(float(stop_seconds)),
                     "finalize_seconds": repr(float(finalize_seconds)),
+                    "index_seconds": repr(float(index_seconds)),
                     "admin_user": admin_user,
                     "admin_password_hash": hash_secret(admin_password),
                     "token_hash": hash_secret(token) if token else "",
@@ -152,14 +175,16 @@ def set_timings(
     start_seconds: float | None = None,
     stop_seconds: float | None = None,
     finalize_seconds: float | None = None,
+    index_seconds: float | None = None,
 ) -> None:
-    """Change the lifecycle timings; nodes read them at their next start, stop or approve."""
+    """Change the timings; nodes read them at their next start, stop or approve (the index interval at once)."""
     values = {
         key: repr(float(value))
         for key, value in (
             ("start_seconds", start_seconds),
             ("stop_seconds", stop_seconds),
             ("finalize_seconds", finalize_seconds),
+            ("index_seconds", index_seconds),
         )
         if value is not None
     }

@@ -10,15 +10,15 @@ import secrets
 import sqlite3
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from . import pages, zdu_api
+from . import content_api, pages, zdu_api
 from .clusterdb import fault_for
 from .routing import Reply, Request, ServedNode, compact, error_reply, find, handler_for, route
 
 ROUTES = (
     route(r"/rest/zdu(?:/.*)?", ANY=zdu_api.handle),
-    route(r"/rest/api/content.*", ANY=pages.content),
+    route(r"/rest/api/.*", ANY=content_api.handle),
     route(r"/|/index\.action", GET=pages.home_page),
 )
 
@@ -78,13 +78,15 @@ class NodeRequestHandler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
         request = Request(
             method=method,
-            path=urlsplit(self.path).path,
+            path=url.path,
             body=self._read_body(),
             authorization=self.headers.get("Authorization", ""),
             base_url=self._base_url(),
             node=self.node,
+            query=dict(reversed(parse_qsl(url.query, keep_blank_values=True))),  # the first value wins
         )
         try:
             reply = respond(request)

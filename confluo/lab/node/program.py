@@ -1,5 +1,6 @@
 """The running node: adopts its start-up verdict, serves HTTP, heartbeats, follows its row in the cluster
-database, and stops gracefully on SIGTERM (TERMINATING for a while, then OFFLINE). ``main`` wires it up."""
+database and the index journal, and stops gracefully on SIGTERM (TERMINATING for a while, then OFFLINE).
+``main`` wires it up."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .home import HomeInfo, update_cfg_xml
 from .http import NodeServer
 from .install import ConfigError, InstallInfo, read_install
 from .log import NodeLog
+from .search_index import BATCH, DEFAULT_INDEX_SECONDS, INDEX_BROKEN, SearchIndex, entries_after
 from .startup import Verdict, start_up
 from .states import ACTIVE, DRAINING, ERROR, FIRST_RUN, OFFLINE, RUNNING_FINALIZE, STARTING, TASKS_FAILED, TERMINATING
 
@@ -62,6 +64,10 @@ class NodeProgram:
         self._ready_at = math.inf
         self._upgraded = False
         self._finalized_build: int | None = None
+        self.search_index = SearchIndex()
+        self._index_seconds = DEFAULT_INDEX_SECONDS
+        self._index_looked = -math.inf  # monotonic time of the last look at the journal
+        self._index_checked: float | None = None  # the same, as wall time, for the node's row
 
     @property
     def listen_address(self) -> str:
@@ -110,6 +116,7 @@ class NodeProgram:
                         self._heartbeat(self.db_file)
                         next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
                     self._tick(self.db_file)
+                    self._follow_journal(self.db_file)
             if stop_at is None:
                 self._stop.wait(TICK_SECONDS)  # wakes at once on SIGTERM
             else:
@@ -120,7 +127,8 @@ class NodeProgram:
     def _heartbeat(self, db_file: Path) -> None:
         with transaction(db_file, write=True) as conn:
             conn.execute(
-                "UPDATE nodes SET heartbeat = ?, pid = ? WHERE id = ?", (time.time(), os.getpid(), self.node_id)
+                "UPDATE nodes SET heartbeat = ?, pid = ?, index_position = ?, index_checked = ? WHERE id = ?",
+                (time.time(), os.getpid(), self.search_index.position, self._index_checked, self.node_id),
             )
 
     def _tick(self, db_file: Path) -> None:
@@ -129,7 +137,9 @@ class NodeProgram:
         with transaction(db_file, write=False) as conn:  # one read per tick keeps idle nodes cheap
             due = finalization_due(conn, time.time())
             row = conn.execute("SELECT state, pid FROM nodes WHERE id = ?", (self.node_id,)).fetchone()
-            cluster_version = read_settings(conn).get("version")
+            settings = read_settings(conn)
+        cluster_version = settings.get("version")
+        self._index_seconds = _seconds(settings.get("index_seconds"), DEFAULT_INDEX_SECONDS)
         if due:
             settle_finalization(db_file, known_due=True)
             return  # the rows have just changed: look again at the next tick
@@ -140,6 +150,22 @@ class NodeProgram:
         finalized = cluster_version == self.version
         if self.state == ACTIVE and finalized and self._finalized_build != self.build_number:
             self._record_finalized()
+
+    def _follow_journal(self, db_file: Path) -> None:
+        """Every index_seconds, this node's index takes the journal entries it has not seen yet; under the fault
+        index-broken it looks but takes nothing."""
+        now = time.monotonic()
+        if now < self._index_looked + self._index_seconds:
+            return
+        self._index_looked = now
+        with transaction(db_file, write=False) as conn:
+            self._index_checked = time.time()
+            if fault_in(conn, self.name) == INDEX_BROKEN:
+                return
+            while entries := entries_after(conn, self.search_index.position):
+                self.search_index.take(entries)
+                if len(entries) < BATCH:
+                    break
 
     def _become_active(self, db_file: Path) -> None:
         with transaction(db_file, write=True) as conn:
@@ -207,6 +233,13 @@ class NodeProgram:
             if pid_file.read_text().strip() == str(os.getpid()):
                 pid_file.unlink()
         self.log.write("INFO", "catalina.Connector", "Destroying ProtocolHandler; Confluence stopped")
+
+
+def _seconds(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text is not None else default
+    except ValueError:
+        return default
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .search_index import SearchIndex
+
 
 class ServedNode(Protocol):
     """What the HTTP side needs to know of the running node."""
@@ -30,6 +32,8 @@ class ServedNode(Protocol):
     def port(self) -> int: ...
     @property
     def serving(self) -> bool: ...
+    @property
+    def search_index(self) -> SearchIndex: ...
 
     def status(self) -> tuple[int, str]: ...
 
@@ -42,6 +46,7 @@ class Request:
     authorization: str
     base_url: str  # e.g. http://127.0.0.11:8090, from the Host header: links point where the client came from
     node: ServedNode
+    query: Mapping[str, str] = field(default_factory=dict)  # the first value of each query parameter
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ def _write_row(conn: sqlite3.Connection, install: InstallInfo, node_id: str, sta
         "port = excluded.port, state = excluded.state, version = excluded.version, "
         "build_number = excluded.build_number, tasks = excluded.tasks, users = excluded.users, "
         "pid = excluded.pid, heartbeat = excluded.heartbeat, problem = excluded.problem, "
-        "finalize_error = NULL",
+        "finalize_error = NULL, index_position = 0, index_checked = NULL",
         (
             node_id,
             install.shown_name,

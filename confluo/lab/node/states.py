@@ -19,7 +19,7 @@ READY_TO_RUN_UPGRADE_TASKS = "READY_TO_RUN_UPGRADE_TASKS"
 RUNNING_UPGRADE_TASKS = "RUNNING_UPGRADE_TASKS"
 UPGRADE_TASKS_FAILED = "UPGRADE_TASKS_FAILED"
 
-# Faults the lab can inject. The node program acts on the first six; "crash" and "ssh-down" are carried
+# Faults the lab can inject. The node program acts on the first seven; "crash" and "ssh-down" are carried
 # out by the orchestration (it kills processes) and are accepted here only so they can be recorded.
 FAULT_KINDS = (
     "fail-start",
@@ -28,6 +28,7 @@ FAULT_KINDS = (
     "slow-stop",
     "api-500",
     "finalize-fail",
+    "index-broken",
     "crash",
     "ssh-down",
 )

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .access import authenticated, unauthenticated
 from .cluster_state import ClusterRecord, NodeRecord, read_cluster, read_cluster_in, settle_finalization
 from .clusterdb import read_settings, transaction
-from .credentials import authorized
 from .install import NOT_CONFIGURED
 from .pages import unavailable
-from .routing import Reply, Request, compact, error_reply, find, handler_for, json_reply, route
+from .routing import Reply, Request, error_reply, find, handler_for, json_reply, route
 from .states import (
     ACTIVE,
     OFFLINE,
@@ -229,22 +229,12 @@ def _subpath(path: str) -> str:
     return sub.rstrip("/")
 
 
-def _authorized(request: Request) -> bool:
-    if request.node.db_file is None or not request.authorization:
-        return False
-    with transaction(request.node.db_file, write=False) as conn:
-        settings = read_settings(conn)
-    return authorized(request.authorization, settings)
-
-
 def handle(request: Request, _match: re.Match[str]) -> Reply:
     """Everything under /rest/zdu: authentication first, then the ZDU routes."""
     if request.node.db_file is None:
         return unavailable(request, _match)
-    if not _authorized(request):
-        message = "Client must be authenticated as a system administrator"
-        body = compact({"statusCode": 401, "message": message})
-        return Reply(401, body, headers={"WWW-Authenticate": 'Basic realm="Confluence"'})
+    if not authenticated(request):
+        return unauthenticated()
     found = find(_ROUTES, _subpath(request.path))
     if found is None:
         return error_reply(404, f"No ZDU resource at {request.path}")
