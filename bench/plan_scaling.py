@@ -31,9 +31,9 @@ def probe_costs(inventory: Path, repeat: int) -> dict[str, Any]:
     """Where a plan's time goes on a node: confluo's probe script over an open SshTransport, and the part of it
     that asks sudo about each privileged command (`sudo -n -l CMD`, once per command)."""
     try:
-        from confluo.app import make_transport
         from confluo.inventory import load_inventory
         from confluo.layout import node_paths
+        from confluo.ports import make_transport
         from confluo.probe.node import probe_command
         from confluo.transport.base import quote_argv
         from confluo.transport.remote import privileged_commands

@@ -2,7 +2,7 @@
 vs LocalTransport as the floor; and what opening a connection costs.
 
 On a 1-node lab (no load balancer), in this process:
-  - SshTransport built from the lab's inventory exactly as `confluo.app.make_transport` builds it;
+  - SshTransport built from the lab's inventory exactly as `confluo.ports.make_transport` builds it;
     --connects fresh transports each time the first `run("true")` (= connect + handshake + auth + command)
     and a second one, then closed;
   - N (--count, default 200) `run("true")` calls on one open connection (after --warmup calls);
@@ -22,8 +22,8 @@ from typing import Any
 import benchlib
 from benchlib import say
 
-from confluo.app import make_transport
 from confluo.inventory import load_inventory
+from confluo.ports import make_transport
 from confluo.transport.local import LocalTransport
 from confluo.transport.ssh import SshTransport
 

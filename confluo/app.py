@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluo.api.base import ApiAuth, ApiError, ClusterApi
+from confluo.api.base import ApiAuth, ApiError, ClusterApi, ClusterState
 from confluo.api.content import ContentApi
 from confluo.carry.shell import bash_syntax_error
 from confluo.errors import ConfluoError, InventoryError, RefusedError
@@ -23,71 +23,24 @@ from confluo.execute.run_lock import LockChannel, LockSite, one_run
 from confluo.execute.runner import Runner
 from confluo.execute.shared_lock import LockState
 from confluo.execute.verify import VerifyReport, verify_cluster
-from confluo.inventory import ClusterSettings, Inventory, Node, load_inventory
+from confluo.inventory import Inventory, Node, load_inventory
+from confluo.loadbalancer.base import LoadBalancer
+from confluo.loadbalancer.ops import pool_report
 from confluo.plan.model import Plan
+from confluo.plan.pool import with_reconcile
 from confluo.plan.recover import build_cancel_plan, build_finalize_plan
 from confluo.plan.restart import build_restart_plan
 from confluo.plan.rollback import build_rollback_plan
 from confluo.plan.upgrade import build_plan
+from confluo.ports import Ports
+from confluo.probe.balancer import probe_balancer
 from confluo.probe.facts import Facts
 from confluo.probe.gather import cluster_status, gather_facts
 from confluo.secrets import Masker
-from confluo.transport.base import Transport
 from confluo.transport.remote import CommandListener, Remote
-from confluo.waits import SYSTEM_CLOCK, Clock
+from confluo.waits import Clock
 
 T = TypeVar("T")
-
-
-def make_transport(node: Node, *, accept_new_host_keys: bool) -> Transport:
-    if node.transport == "local":
-        from confluo.transport.local import LocalTransport
-
-        return LocalTransport(node.name)
-    from confluo.transport.ssh import SshTransport  # only SSH needs paramiko loaded
-
-    return SshTransport(
-        node.name,
-        host=node.ssh.alias or node.host,
-        port=None if node.ssh.alias and node.ssh.port == 22 else node.ssh.port,
-        user=node.ssh.user,
-        key=node.ssh.key,
-        known_hosts=node.ssh.known_hosts,
-        connect_timeout=node.ssh.connect_timeout_seconds,
-        accept_new_host_keys=accept_new_host_keys,
-    )
-
-
-def make_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock, node_urls: Sequence[str] = ()) -> ClusterApi:
-    """`node_urls`: every node serves the ZDU API, so they stand in when `api_url` does not answer."""
-    from confluo.api.zdu import HttpClusterApi
-
-    return HttpClusterApi(
-        cluster.api_url, auth, verify_tls=cluster.verify_tls, timeout=cluster.timeout_seconds, clock=clock,
-        fallback_urls=node_urls,
-    )  # fmt: skip
-
-
-def make_content_api(cluster: ClusterSettings, auth: ApiAuth, clock: Clock) -> ContentApi:
-    from confluo.api.content_http import HttpContentApi
-
-    return HttpContentApi(auth, verify_tls=cluster.verify_tls, timeout=cluster.timeout_seconds, clock=clock)
-
-
-@dataclass(frozen=True)
-class Ports:
-    """How a session reaches the world; tests hand in fakes (a stateful node, the ZDU state machine, a clock)."""
-
-    transport: Callable[..., Transport] = make_transport
-    api: Callable[[ClusterSettings, ApiAuth, Clock, Sequence[str]], ClusterApi] = make_api
-    content: Callable[[ClusterSettings, ApiAuth, Clock], ContentApi] = make_content_api
-    clock: Clock = SYSTEM_CLOCK
-    state_dir: Path = field(default_factory=lambda: state_home())
-
-
-def state_home() -> Path:
-    """Where confluo keeps its logs, locks and run journals (XDG_STATE_HOME)."""
-    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "confluo"
 
 
 @dataclass
@@ -103,11 +56,15 @@ class Session:
     remotes: dict[str, Remote] = field(default_factory=dict)
     connect: Callable[[Node], Remote] | None = None  # a new connection of its own (the cluster lock's)
     open_content: Callable[[], ContentApi] | None = None  # the content API, for the commands that need it
+    balancer: LoadBalancer | None = None
 
     def close(self) -> None:
         for remote in self.remotes.values():
             remote.transport.close()
         self.api.close()
+        close = getattr(self.balancer, "close", None)  # the adapters that hold a client (Apache's) have one
+        if callable(close):
+            close()
 
 
 def open_session(
@@ -131,6 +88,7 @@ def open_session(
     auth = ApiAuth(credentials.username, secret.reveal(), bearer=credentials.secret.kind == "token")
     api = ports.api(inventory.cluster, auth, ports.clock, [node.url for node in inventory.nodes])
     session = Session(inventory, masker, EventBus(masker), api, ports.clock, ports.state_dir)
+    session.balancer = ports.balancer(inventory, masker, ports.clock, accept_new_host_keys=accept_new_host_keys)
     for node in inventory.nodes:
         transport = ports.transport(node, accept_new_host_keys=accept_new_host_keys)
         session.remotes[node.name] = Remote(node, transport, listeners)
@@ -145,11 +103,18 @@ def open_session(
 
 def make_plan(session: Session) -> tuple[Plan, Facts]:
     """The real read-only probes, then the plan built from what they found (resuming this machine's run)."""
-    facts = gather_facts(session.inventory, session.remotes, session.api)
+    facts = _with_balancer(session, gather_facts(session.inventory, session.remotes, session.api))
     entry = _journal(session).read()
     if entry is not None and entry.target_version == str(session.inventory.target.version):
         facts = replace(facts, resumable_from=entry.source_version)
     return build_plan(session.inventory, facts, shell_syntax=bash_syntax_error), facts
+
+
+def _with_balancer(session: Session, facts: Facts) -> Facts:
+    """The facts and what the load balancer says of every node (an interrupted run may have left one out)."""
+    if session.balancer is None:
+        return facts
+    return replace(facts, balancer=probe_balancer(session.inventory, session.balancer))
 
 
 def run_plan(session: Session, plan: Plan) -> RunReport:
@@ -160,7 +125,10 @@ def run_plan(session: Session, plan: Plan) -> RunReport:
     if plan.goal == "upgrade":
         journal.started(plan.cluster_name, plan.source_version, plan.target_version)
     try:
-        Runner(plan, session.remotes, session.api, session.events, session.clock, on_failure=on_failure).run()
+        Runner(
+            plan, session.remotes, session.api, session.events, session.clock, on_failure=on_failure,
+            balancer=session.balancer,
+        ).run()  # fmt: skip
     finally:
         if _idle(session):
             journal.finished()  # done, or rolled back to STABLE: nothing left to resume
@@ -180,21 +148,29 @@ def _idle(session: Session) -> bool:
 
 
 def cancel_plan(session: Session) -> Plan:
-    return build_cancel_plan(session.inventory, session.api.cluster())
+    return _reconciled(session, build_cancel_plan(session.inventory, session.api.cluster()))
 
 
 def rollback_plan(session: Session, *, node: str | None) -> Plan:
-    facts = gather_facts(session.inventory, session.remotes, session.api, with_archive=False)
+    facts = _with_balancer(session, gather_facts(session.inventory, session.remotes, session.api, with_archive=False))
     return build_rollback_plan(session.inventory, facts, only=node)
 
 
 def restart_plan(session: Session, *, node: str | None) -> Plan:
-    facts = gather_facts(session.inventory, session.remotes, session.api, with_archive=False)
+    facts = _with_balancer(session, gather_facts(session.inventory, session.remotes, session.api, with_archive=False))
     return build_restart_plan(session.inventory, facts, only=node)
 
 
 def finalize_plan(session: Session, *, retry: bool) -> Plan:
-    return build_finalize_plan(session.inventory, session.api.cluster(), retry=retry)
+    return _reconciled(session, build_finalize_plan(session.inventory, session.api.cluster(), retry=retry))
+
+
+def _reconciled(session: Session, plan: Plan) -> Plan:
+    """With a load balancer, nodes an interrupted run left out of its pool are put back first."""
+    if session.balancer is None or plan.nothing_to_do:
+        return plan
+    facts = _with_balancer(session, gather_facts(session.inventory, session.remotes, session.api, with_archive=False))
+    return with_reconcile(plan, session.inventory, facts)
 
 
 def verify(session: Session, *, space: str | None, deadline_seconds: float) -> VerifyReport:
@@ -214,6 +190,14 @@ def verify(session: Session, *, space: str | None, deadline_seconds: float) -> V
 def status(session: Session) -> dict[str, Any]:
     """The cluster and every node, and — when this machine's journal holds an unfinished run — what continues it."""
     report = cluster_status(session.inventory, session.remotes, session.api)
+    if session.balancer is not None:
+        pool = {
+            n["name"]: n.get("shown") or "unreadable" for n in pool_report(session.inventory, session.balancer)["nodes"]
+        }
+        for row in report["nodes"]:
+            row["lb"] = pool.get(row["name"], "-")
+    if report["state"] == ClusterState.UPGRADE_TASKS_FAILED.value:
+        report["next"] = "confluo finalize -i INVENTORY --retry"  # once the cause of the errors is fixed
     entry = _journal(session).read()
     if entry is not None and report["upgrade_mode"]:
         report["unfinished_run"] = {

@@ -21,6 +21,7 @@ from confluo.plan.addnode import build_add_node_plan, install_paths
 from confluo.plan.addnode_rules import AddNodeRequest, shared_home
 from confluo.plan.model import Plan
 from confluo.probe import newnode
+from confluo.probe.balancer import probe_balancer
 from confluo.probe.facts import NodeFacts
 from confluo.probe.newnode_facts import AddNodeFacts, DonorFacts, NewHostFacts
 from confluo.probe.node import probe_node
@@ -104,6 +105,9 @@ def add_node_plan(session: Session, chosen: Candidate, options: Options, *, writ
     request = AddNodeRequest(options.new, options.donor, chosen.address, str(local_dir(session)),
                              chosen.entry_written, str(inventory.path))  # fmt: skip
     facts = _facts(session, request, write_marker)
+    if session.balancer is not None and inventory.load_balancer is not None:
+        new = next(node for node in inventory.nodes if node.name == options.new)
+        facts = replace(facts, balancer=probe_balancer(replace(inventory, nodes=(new,)), session.balancer))
     return build_add_node_plan(inventory, request, facts)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's demo: installs what the lab needs, starts a 3-node lab cluster (real sshd per node, HAProxy in
 # front, MySQL-style database, customized server.xml and setenv.sh), then upgrades it to the next bug-fix
-# version with `confluo upgrade`, under traffic through the load balancer. KEEP_LAB=1 leaves the lab running.
+# version with `confluo upgrade`, under traffic through the load balancer: the lab's inventory names HAProxy, so
+# each node is drained and out of its pool before it stops, and back once it serves. KEEP_LAB=1 keeps the lab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,4 +45,5 @@ echo "traffic through the load balancer during the upgrade: $OK answered, $FAILE
 
 echo "== confluo status"
 confluo status -i "$LAB/inventory.yaml"
+confluo lb status -i "$LAB/inventory.yaml"
 confluo lab status --dir "$LAB"

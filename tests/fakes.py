@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import signal
 import tarfile
 from dataclasses import dataclass, field
@@ -33,8 +34,11 @@ from confluo.api.base import (
     NodeState,
     StatusState,
 )
-from confluo.app import Ports
-from confluo.inventory import ClusterSettings
+from confluo.inventory import ClusterSettings, Node
+from confluo.loadbalancer.base import AdminState, LoadBalancerError, ServerState, check_applied
+from confluo.ports import Ports
+from confluo.transport.base import CommandResult
+from confluo.transport.local import LocalTransport
 
 SOURCE, TARGET = "9.2.13", "9.2.14"
 POM = "confluence/META-INF/maven/com.atlassian.confluence/confluence-webapp/pom.properties"
@@ -44,6 +48,7 @@ START = """#!/bin/bash
 # The fake Confluence: a sleeping process whose pid is in work/catalina.pid, as Tomcat's is.
 here=$(cd "$(dirname "$0")/.." && pwd -P)
 mkdir -p "$here/work"
+rm -f "$here/work/catalina.pid"  # a killed process's pid file would otherwise end the wait below at once
 # The sleeper's own parent waits for it, so a killed sleeper is reaped at once (PID 1 here may reap late).
 nohup bash -c 'sleep 600 & echo $! > "$1"; wait' confluence "$here/work/catalina.pid" >/dev/null 2>&1 &
 until [ -s "$here/work/catalina.pid" ]; do sleep 0.005; done
@@ -160,6 +165,21 @@ def _reap(pid: int) -> None:
         os.sched_yield()
 
 
+class FakeLogin(LocalTransport):
+    """This machine's shell, logged in with a home of the site's own: archives staged in `~/.cache/confluo` by
+    suites running side by side on one machine never meet."""
+
+    def __init__(self, node: str, home: Path) -> None:
+        super().__init__(node)
+        home.mkdir(exist_ok=True)
+        self.home = str(home)
+
+    def run(
+        self, command: str, *, stdin: bytes | None = None, timeout: float = 120.0, check: bool = True
+    ) -> CommandResult:
+        return super().run(f"HOME={shlex.quote(self.home)}; {command}", stdin=stdin, timeout=timeout, check=check)
+
+
 @dataclass
 class FakeClusterApi:
     """The ZDU state machine over the fake hosts."""
@@ -181,10 +201,10 @@ class FakeClusterApi:
         version = running[1] if running else (self.original_version or SOURCE)
         if running:
             state = NodeState.ERROR if self.site.fails(host.name, running[1]) else NodeState.ACTIVE
-        load = self.site.load.get(host.name, 0)
+        load, users = self.site.load.get(host.name, 0), self.site.users.get(host.name, 0)
         errors = (f"FakeUpgradeTask: {host.name}'s tasks failed",) if self.tasks_failed else ()
         address = f"127.0.0.{10 + host.index}"
-        return NodeInfo(f"id-{host.name}", host.name, address, state, version, "1", load, 0, errors)
+        return NodeInfo(f"id-{host.name}", host.name, address, state, version, "1", load, users, errors)
 
     def _state(self, nodes: tuple[NodeInfo, ...]) -> ClusterState:
         if not self.upgrade_mode:
@@ -259,12 +279,21 @@ class FakeSite:
     failing: set[str] = field(default_factory=set)  # nodes on which the new release reports ERROR once started
     load: dict[str, int] = field(default_factory=dict)
     finalize_fails: bool = False
+    users: dict[str, int] = field(default_factory=dict)  # active users the cluster reports per node
     api: FakeClusterApi = field(init=False)
     content: FakeContentApi = field(init=False)
+    lb: FakeLoadBalancer | None = None  # with_balancer() adds one, and the inventory's section for it
 
     def __post_init__(self) -> None:
         self.api = FakeClusterApi(self)
         self.content = FakeContentApi(self.clock, "http://lb.invalid", [host.url for host in self.hosts])
+
+    def with_balancer(self, **section: object) -> FakeLoadBalancer:
+        """A load balancer in front of the hosts (the inventory names a `command` one; the port is this fake)."""
+        self.lb = FakeLoadBalancer(self)
+        commands = {"drain": "true", "ready": "true", "status": "echo ready"}
+        self.write_inventory(load_balancer={"kind": "command", **commands, **section})
+        return self.lb
 
     @classmethod
     def build(cls, tmp_path: Path, nodes: int = 3, **inventory_changes: object) -> FakeSite:
@@ -304,6 +333,9 @@ class FakeSite:
         self.inventory.write_text(yaml.safe_dump(document))
 
     def ports(self) -> Ports:
+        def transport(node: Node, **_: object) -> LocalTransport:
+            return FakeLogin(node.name, self.dir / "login")
+
         def api(_cluster: ClusterSettings, _auth: ApiAuth, _clock: object, _urls: object) -> FakeClusterApi:
             return self.api
 
@@ -311,14 +343,18 @@ class FakeSite:
             self.content.clock = self.clock  # a test may have put in a clock of its own since
             return self.content
 
-        return Ports(api=api, content=content, clock=self.clock, state_dir=self.dir / "state")
+        return Ports(
+            transport=transport, api=api, content=content, clock=self.clock, state_dir=self.dir / "state",
+            balancer=lambda *_, **__: self.lb,
+        )  # fmt: skip
 
     def host(self, name: str) -> FakeHost:
         return next(host for host in self.hosts if host.name == name)
 
     def start_all(self) -> None:
         for host in self.hosts:
-            os.system(f"{host.base / 'current/bin/start-confluence.sh'}")
+            if host.running() is None:
+                os.system(f"{host.base / 'current/bin/start-confluence.sh'}")
 
     def stop_all(self) -> None:
         for host in self.hosts:
@@ -341,3 +377,70 @@ class FakeSite:
                 if path.is_file() and "work" not in path.parts and "logs" not in path.parts:
                     files[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
         return files
+
+
+@dataclass
+class FakeLoadBalancer:
+    """A load balancer over the fake hosts. Admin state is what confluo set (READY at first); health is the host's
+    (running, not failing); a server's sessions (`sessions`) leave `leave_seconds` after it is drained, on the
+    site's clock; a `deaf` server accepts changes that do not take effect; `unreachable` fails every call."""
+
+    site: FakeSite
+    admin: dict[str, AdminState] = field(default_factory=dict)
+    sessions: dict[str, int] = field(default_factory=dict)
+    leave_seconds: float = 0.0
+    deaf: set[str] = field(default_factory=set)
+    unreachable: bool = False
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (server, what), in order
+    weights: dict[str, list[int]] = field(default_factory=dict)
+    warned: tuple[str, ...] = ()  # what its set-up check reports
+    _drained_at: dict[str, float] = field(default_factory=dict)
+
+    def state(self, server: str) -> ServerState:
+        host = self._host(server)
+        admin = self.admin.get(server, AdminState.READY)
+        running = host.running()
+        healthy = running is not None and not self.site.fails(host.name, running[1])
+        drained = self._drained_at.get(server)
+        gone = drained is not None and self.site.clock.monotonic() >= drained + self.leave_seconds
+        sessions = 0 if gone or not healthy else self.sessions.get(server, 0)
+        return ServerState(server, admin, healthy, sessions, f"{admin.value} {'UP' if healthy else 'DOWN'}")
+
+    def drain(self, server: str) -> None:
+        self._set(server, AdminState.DRAIN)
+        self._drained_at.setdefault(server, self.site.clock.monotonic())
+
+    def maint(self, server: str) -> None:
+        self._set(server, AdminState.MAINT)
+
+    def ready(self, server: str) -> None:
+        self._set(server, AdminState.READY)
+        self._drained_at.pop(server, None)
+
+    def weight(self, server: str, percent: int) -> None:
+        self._host(server)
+        self.weights.setdefault(server, []).append(percent)
+
+    def describe(self, server: str, target: AdminState) -> str:
+        return f"fakelb {target.value} {server}"
+
+    def warnings(self) -> tuple[str, ...]:
+        return self.warned
+
+    def out_of_pool(self) -> set[str]:
+        return {server for server, admin in self.admin.items() if admin is not AdminState.READY}
+
+    def _set(self, server: str, target: AdminState) -> None:
+        self._host(server)
+        self.changes.append((server, target.value))
+        if server not in self.deaf:
+            self.admin[server] = target
+        check_applied("fake load balancer", self.state(server), target)
+
+    def _host(self, server: str) -> FakeHost:
+        if self.unreachable:
+            raise LoadBalancerError("fake load balancer: connection refused")
+        for host in self.site.hosts:
+            if host.name == server:
+                return host
+        raise LoadBalancerError(f"fake load balancer: no server {server!r}")

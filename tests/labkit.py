@@ -7,6 +7,7 @@
         subprocess.run(["confluo", "upgrade", "-i", str(lab.inventory), ...])
 
 `tests/conftest.py` offers the same as the fixtures `lab` (3 nodes, HAProxy, MySQL) and `lab_factory`.
+`tests/labruns.py` runs confluo against a lab.
 Every lab gets a fresh folder under /tmp/confluo-test-labs (world-traversable, as the node users need; pytest's
 tmp_path is not) and is removed after `down`, unless CONFLUO_KEEP_LABS=1 keeps it for a post-mortem.
 Timings are short by default (start 0.5 s, stop 0.3 s, the search index every 0.5 s) so a lab is ACTIVE about a
@@ -30,6 +31,7 @@ from confluo.lab import control, lifecycle, model
 from confluo.lab.status import status as lab_status
 
 LABS_BASE = Path("/tmp/confluo-test-labs")
+NEXT = model.next_bugfix(model.DEFAULT_VERSION)  # the release the lab's inventory upgrades to: 9.2.14
 FAST = model.Timings(start_seconds=0.5, stop_seconds=0.3, finalize_seconds=0.5, index_seconds=0.5)
 
 
@@ -144,11 +146,13 @@ def lab_options(
     finalize_seconds: float = FAST.finalize_seconds,
     index_seconds: float = FAST.index_seconds,
     local: bool = False,
+    lb_retries: bool = False,
     spare_hosts: int = 0,
 ) -> model.LabOptions:
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
     return model.LabOptions(
-        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, spare_hosts=spare_hosts
+        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries,
+        spare_hosts=spare_hosts,
     )
 
 
@@ -167,3 +171,4 @@ def start_lab(**options: Any) -> Iterator[LabHandle]:
         finally:
             if os.environ.get("CONFLUO_KEEP_LABS") != "1":
                 shutil.rmtree(lab_dir, ignore_errors=True)
+

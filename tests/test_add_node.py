@@ -225,3 +225,21 @@ def test_a_new_node_that_does_not_join_is_stopped_again(tmp_path: Path) -> None:
         assert site.versions() == {"node1": SOURCE, "node2": SOURCE, "node3": None}
     finally:
         site.stop_all()
+
+
+def test_a_server_added_ahead_to_the_load_balancer_is_put_in_the_pool_else_its_line_is_noted() -> None:
+    from confluo.loadbalancer.base import AdminState, ServerState
+    from confluo.probe.facts import BalancerFacts
+    from confluo.steps.pool import Ready
+
+    text = INVENTORY.replace("nodes:\n", "load_balancer: {kind: haproxy, socket: /run/lb.sock, backend: be}\nnodes:\n")
+    after = with_new_node(text, "node1", NewEntry("node3", "10.0.0.13", "http://10.0.0.13:8090"), source="x")
+    inventory = load_inventory_text(after, Path("/tmp/inventory.yaml"), source="x")
+    known = BalancerFacts("haproxy", states={"node3": ServerState("node3", AdminState.MAINT, False, 0)},
+                          commands={"node3": {AdminState.READY: "set server be/node3 state ready"}})  # fmt: skip
+    plan = build_add_node_plan(inventory, REQUEST, dataclasses.replace(FACTS, balancer=known))
+    assert isinstance(plan.rolling[0].steps[-1], Ready) and any("puts it in the pool" in n for n in plan.notes)
+    unknown = dataclasses.replace(known, states={})
+    plan = build_add_node_plan(inventory, REQUEST, dataclasses.replace(FACTS, balancer=unknown))
+    assert isinstance(plan.rolling[0].steps[-1], JoinCluster)
+    assert any("`server node3 10.0.0.13:8090 check cookie node3`" in note for note in plan.notes)

@@ -50,6 +50,9 @@ def test_add_node_grows_a_2_node_lab_to_3_while_the_donor_serves(lab_factory: An
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert {"event": "inventory_written"}.items() <= events[-1].items()
     assert traffic.ok > 10 and traffic.failed == 0, traffic.errors
+    # The lab's HAProxy has node3's server ahead of it, out of the pool: confluo puts it in once it is ACTIVE.
+    steps_done = [e["step"] for e in events if e["event"] == "phase_done" and e.get("node") == "node3"]
+    assert steps_done[-2:] == ["join", "ready"], steps_done
 
     nodes = cluster_nodes(lab)
     assert sorted(nodes) == ["node1", "node2", "node3"]

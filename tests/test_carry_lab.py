@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from labkit import LabHandle, start_lab
-from test_upgrade import NEXT, confluo, variant
+from labkit import NEXT, LabHandle, start_lab
+from labruns import confluo, variant
 
 from confluo.lab.provision import PLANTED_SECRETS, PROXY_NAME
 from confluo.lab.tarball import sha256_of

@@ -81,7 +81,8 @@ def write_text(tmp_path: Path, text: str) -> Path:
         ({"nodes[1].lb_server": "node1"}, "nodes[1].lb_server: the load balancer server 'node1' is already used by nodes[0]"),
         ({"on_failure": "retry"}, "on_failure: expected one of rollback, halt, got 'retry'"),
         ({"load_balancer": {"kind": "haproxy", "backend": "b"}}, "load_balancer.socket: missing"),
-        ({"load_balancer": {"kind": "command", "drain": "lb off {srv}", "ready": "lb on {server}"}}, "load_balancer.drain: unknown placeholder '{srv}': use {server}, {host}, {node} (write {{ and }} for braces)"),
+        ({"load_balancer": {"kind": "command", "drain": "lb off {server}", "ready": "lb on {server}"}}, "load_balancer.status: missing"),
+        ({"load_balancer": {"kind": "command", "drain": "lb off {srv}", "ready": "lb on {server}", "status": "lb {server}"}}, "load_balancer.drain: unknown placeholder '{srv}': use {server}, {host}, {node} (write {{ and }} for braces)"),
         ({"load_balancer": {"kind": "nginx", "upstream_file": "/etc/u.conf", "upstream": "c", "on_drain_timeout": "wait"}}, "load_balancer.on_drain_timeout: expected one of halt, continue, got 'wait'"),
         ({"load_balancer": {"kind": "apache", "balancer_manager_url": "https://lb/bm", "balancer": "c", "colour": 1}}, "load_balancer.colour: unknown key"),
         ({"load_balancer": {"kind": "haproxy", "socket": "/s", "backend": "b", "weight_ramp": {"steps": 0}}}, "load_balancer.weight_ramp.steps: expected an integer between 1 and 100, got 0"),
@@ -115,7 +116,7 @@ def test_values_are_normalised(tmp_path: Path) -> None:
         ({"kind": "haproxy", "socket": "/run/haproxy/admin.sock", "backend": "confluence"}, HaproxyBalancer),
         ({"kind": "nginx", "upstream_file": "/etc/nginx/u.conf", "upstream": "confluence"}, NginxBalancer),
         ({"kind": "apache", "balancer_manager_url": "https://lb/balancer-manager", "balancer": "c"}, ApacheBalancer),
-        ({"kind": "command", "drain": "lbctl off {server}", "ready": "lbctl on {server} {{x}}"}, CommandBalancer),
+        ({"kind": "command", "drain": "lbctl off {server}", "ready": "lbctl on {server} {{x}}", "status": "lbctl show {server}"}, CommandBalancer),
     ],
 )
 def test_each_load_balancer_kind(tmp_path: Path, section: dict[str, object], kind: type) -> None:

@@ -239,6 +239,35 @@ def test_lock_wait_takes_the_lock_once_its_holder_lets_go(site: FakeSite) -> Non
     assert len(taken) == 1 and "after waiting 1" in taken[0]
 
 
+class RecordWrittenAfter(FakeClock):
+    """Another run's mkdir has just made the lock; its owner.json follows `seconds` later on this clock."""
+
+    def __init__(self, site: FakeSite, seconds: float) -> None:
+        super().__init__()
+        self.site, self.seconds = site, seconds
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        record = lock_dir(self.site) / "owner.json"
+        if self.slept >= self.seconds and not record.exists():
+            record.write_bytes(OWNER.to_bytes())
+
+
+def test_a_lock_caught_between_its_mkdir_and_its_record_is_refused_naming_its_holder(site: FakeSite) -> None:
+    lock_dir(site).mkdir()
+    site.clock = RecordWrittenAfter(site, 1.0)
+    code, _, err = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.REFUSED and "deploy@admin2 (pid 4242, `confluo upgrade`" in err
+    assert site.api.calls == [] and site.clock.slept < 5
+
+
+def test_a_lock_whose_record_never_comes_is_refused_once_the_grace_is_over(site: FakeSite) -> None:
+    lock_dir(site).mkdir()
+    code, _, err = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.REFUSED and "record cannot be read" in err and site.clock.slept >= 5
+    assert site.api.calls == [] and lock_dir(site).exists()
+
+
 def test_a_lock_left_by_a_dead_run_of_this_machine_is_taken_over_and_said_so(site: FakeSite) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from labkit import LabHandle
-from test_upgrade import NEXT, Traffic, confluo, upgrade_watching
+from labkit import NEXT, LabHandle
+from labruns import Traffic, confluo, upgrade_watching
 
 pytestmark = pytest.mark.lab
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from labkit import start_lab
-from test_upgrade import NEXT, confluo
+from labkit import NEXT, start_lab
+from labruns import confluo
 
 from confluo import configfiles
 

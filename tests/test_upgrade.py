@@ -3,130 +3,26 @@ started from a real archive. Every test runs the real command line in a subproce
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from labkit import LabHandle, start_lab, wait_until
+from labkit import NEXT, LabHandle, start_lab, wait_until
+from labruns import Traffic, confluo, confluo_env, kept, snapshot, upgrade_watching, variant
 
 from confluo.lab.tarball import build_archive, sha256_of
 
 pytestmark = pytest.mark.lab
-
-NEXT = "9.2.14"
-
-
-def confluo_env() -> dict[str, str]:
-    return {**os.environ, "XDG_STATE_HOME": str(Path(os.environ.get("TMPDIR", "/tmp")) / "confluo-test-state")}
-
-
-def confluo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "confluo", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=confluo_env(),
-    )
-
-
-def variant(lab: LabHandle, tmp_path: Path, change: Any) -> Path:
-    """A copy of the lab's inventory with `change(document)` applied."""
-    document = yaml.safe_load(lab.inventory.read_text())
-    change(document)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
-@dataclass
-class Watched:
-    """A `confluo upgrade --json` run whose events a test reacted to as they came."""
-
-    exit_code: int
-    events: list[dict[str, Any]]
-    stderr: str
-
-    def nodes_started(self) -> list[str]:
-        return [event["node"] for event in self.events if event["event"] == "node_started"]
-
-
-def upgrade_watching(inventory: Path, react: Callable[[dict[str, Any], subprocess.Popen[str]], None]) -> Watched:
-    """Runs the upgrade in the background and calls `react` with each JSON event, while the run goes on."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "confluo", "upgrade", "-i", str(inventory), "--to", NEXT, "--yes", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None and process.stderr is not None
-    events = []
-    for line in process.stdout:
-        events.append(json.loads(line))
-        react(events[-1], process)
-    exit_code = process.wait(120)
-    return Watched(exit_code, events, process.stderr.read())
-
-
-def snapshot(lab: LabHandle) -> dict[str, Any]:
-    """Everything an upgrade could change: files on every host (but logs), the login users' homes, the cluster."""
-    record = lab.record
-    entries: dict[str, tuple[Any, ...]] = {}
-    roots = [lab.dir / "hosts", lab.dir / "shared"] + [Path("/home") / node.user for node in record.nodes if node.user]
-    for root in roots:
-        for path in sorted(root.rglob("*")):
-            relative = str(path)
-            if "/logs/" in relative or "/sshd/" in relative or relative.endswith(("/logs", "/sshd")):
-                continue
-            info = path.lstat()
-            link = os.readlink(path) if path.is_symlink() else None
-            entries[relative] = (info.st_mode, info.st_uid, info.st_size, info.st_mtime_ns, link)
-    status = lab.status()
-    cluster = (status["cluster"]["state"], status["cluster"]["upgrade_mode"])
-    nodes = {node["name"]: (node["state"], node["version"]) for node in status["nodes"]}
-    return {"files": entries, "cluster": cluster, "nodes": nodes}
-
-
-class Traffic:
-    """A client reading pages through the load balancer the whole time, counting answers and failures."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.ok, self.failed = url, 0, 0
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with urllib.request.urlopen(self.url + "/", timeout=5) as response:
-                    self.ok += response.status == 200
-            except (urllib.error.URLError, OSError) as error:
-                self.failed += 1
-                self.errors.append(str(error))
-            time.sleep(0.02)
 
 
 # -- the whole upgrade -------------------------------------------------------------------------------------
@@ -368,20 +264,6 @@ def test_a_node_that_will_not_start_is_rolled_back_and_the_cluster_is_stable_on_
     url, user, password = lab.api
     cluster = httpx.get(url + "/rest/zdu/cluster", auth=(user, password), timeout=10).json()
     assert (cluster["state"], cluster["upgradeModeEnabled"]) == ("STABLE", False)
-
-
-def kept(lab: LabHandle, installs: dict[str, Path]) -> tuple[set[str], dict[str, str]]:
-    """What must never be lost: every path in the local homes and the shared home (Confluence itself writes in
-    them), and every file of `installs` with its sha256 (but logs/, work/ and temp/, which a running node writes)."""
-    homes = [Path(node["home"]) for node in lab.status()["nodes"]] + [lab.dir / "shared"]
-    paths = {str(path) for root in homes for path in root.rglob("*") if "logs" not in path.parts}
-    files = {
-        str(path): hashlib.sha256(path.read_bytes()).hexdigest()
-        for root in installs.values()
-        for path in root.rglob("*")
-        if path.is_file() and not {"logs", "work", "temp"} & set(path.relative_to(root).parts)
-    }
-    return paths, files
 
 
 def gone(pid: int) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from confluo.app import Ports
+from confluo.ports import Ports
 
 
 @dataclass

@@ -25,6 +25,7 @@ from confluo.cli.options import (
 from confluo.cli.outcome import session_for
 from confluo.errors import NeedsConfirmation
 from confluo.execute.report import RunReport
+from confluo.plan.model import Plan
 from confluo.secrets import Masker
 from confluo.ui.lines import JsonLines, PlainLines
 from confluo.ui.live import LiveView, terminal_console
@@ -87,9 +88,9 @@ def upgrade(
             return
         if not yes:
             if not as_json and env.stdin_isatty:
-                click.echo("\n".join(plan_summary(the_plan, facts, session.inventory.nodes)))
-            confirm(env, f"Upgrade {the_plan.cluster_name} from {the_plan.source_version} to "
-                     f"{the_plan.target_version} now?", as_json)  # fmt: skip
+                click.echo(plan_as_text(the_plan, facts, session.inventory.nodes) if the_plan.goal != "upgrade"
+                           else "\n".join(plan_summary(the_plan, facts, session.inventory.nodes)))  # fmt: skip
+            confirm(env, _question(the_plan), as_json)
         report = run_with_view(env, session, as_json, lambda: app.run_plan(session, the_plan), lock_notes)
         _summary(report, as_json, log.path)
 
@@ -109,6 +110,13 @@ def status(env: Env, inventory_path: Path, as_json: bool, accept_new_host_keys: 
             click.echo(json.dumps(report, indent=2))
         else:
             terminal_console(env.stdout).print(status_table(session.inventory.cluster.name, report))
+
+
+def _question(plan: Plan) -> str:
+    if plan.goal != "upgrade":  # the upgrade was approved already: its upgrade tasks are run again
+        steps = ", then ".join(step.name for step in plan.finalize)
+        return f"{plan.goal.capitalize()} {plan.cluster_name} ({steps}) now?"
+    return f"Upgrade {plan.cluster_name} from {plan.source_version} to {plan.target_version} now?"
 
 
 def confirm(env: Env, question: str, as_json: bool) -> None:
@@ -154,6 +162,9 @@ def _summary(report: RunReport, as_json: bool, log_path: Path) -> None:
         "start_seconds": {k: round(v, 2) for k, v in report.start_seconds.items()},
         "log_file": str(log_path),
     }
+    if report.out_of_pool:  # with a load balancer
+        data["out_of_pool_seconds"] = {k: round(v, 2) for k, v in report.out_of_pool.items()}
+        data["drain_seconds"] = {k: round(v, 2) for k, v in report.drain_seconds.items()}
     if as_json:
         click.echo(json.dumps({"v": 1, "event": "summary", **data}, separators=(",", ":")))
         return
@@ -162,6 +173,11 @@ def _summary(report: RunReport, as_json: bool, log_path: Path) -> None:
         f"{data['finalize_seconds']} s; each node out of service: "
         + ", ".join(f"{k} {v} s" for k, v in data["out_of_service_seconds"].items())
     )
+    if "out_of_pool_seconds" in data:
+        click.echo(
+            "out of the load balancer's pool: "
+            + ", ".join(f"{k} {v} s" for k, v in data["out_of_pool_seconds"].items())
+        )
     click.echo(f"log: {log_path}")
 
 

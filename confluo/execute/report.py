@@ -17,6 +17,8 @@ class RunReport:
     out_of_service: dict[str, float] = field(default_factory=dict)  # stop begun -> ACTIVE again
     stop_seconds: dict[str, float] = field(default_factory=dict)
     start_seconds: dict[str, float] = field(default_factory=dict)
+    out_of_pool: dict[str, float] = field(default_factory=dict)  # taken out of the load balancer -> back and UP
+    drain_seconds: dict[str, float] = field(default_factory=dict)  # drained until its users had left
     bytes_sent: int = 0
 
 
@@ -27,6 +29,7 @@ class ReportCollector:
         self.report = RunReport()
         self._marks: dict[str, float] = {}  # first event of each phase, and when it ended
         self._stop_began: dict[str, float] = {}
+        self._pool_left: dict[str, float] = {}
 
     def __call__(self, event: Event) -> None:
         if event.kind == "run_started":
@@ -38,6 +41,8 @@ class ReportCollector:
         step = event.data.get("step")
         if event.kind == "phase_started" and step == "stop" and event.node:
             self._stop_began[event.node] = event.at
+        elif event.kind == "phase_started" and step in ("drain", "maint") and event.node:
+            self._pool_left.setdefault(event.node, event.at)
         elif event.kind == "phase_done" and event.node:
             self._done(event, step)
         elif event.kind == "node_done" and event.node in self._stop_began:
@@ -51,6 +56,10 @@ class ReportCollector:
             self.report.stop_seconds[event.node] = seconds
         elif step == "start":
             self.report.start_seconds[event.node] = seconds
+        elif step == "drain":
+            self.report.drain_seconds[event.node] = seconds
+        elif step == "ready" and event.node in self._pool_left:
+            self.report.out_of_pool[event.node] = event.at - self._pool_left.pop(event.node)
         self.report.bytes_sent += int(event.data.get("bytes_sent", 0))
 
     def _update(self) -> None:

@@ -31,6 +31,7 @@ from confluo.waits import Clock, Deadline, TimedOut, poll, ticks
 T = TypeVar("T")
 
 LOCK_POLL_SECONDS = 2.0  # how often --lock-wait looks again
+RECORD_GRACE_SECONDS = 5.0  # a lock found without its record: how long its owner.json may take to appear
 NO_SHARED_HOME = (
     "no shared home in the inventory (target.shared_home): only this machine's lock keeps runs apart; "
     "a run from another machine would not be refused"
@@ -144,6 +145,13 @@ def _take(channel: LockChannel, path: str, owner: Owner, wait_seconds: float, si
 
     started = site.clock.monotonic()
     state = attempt()
+    if state is not None and state.owner is None and not state.stale:
+        # Taken that very moment by another run, whose record follows its mkdir: wait for it, to name the holder.
+        try:
+            state = poll(attempt, until=lambda s: s is None or s.owner is not None or s.stale,
+                         deadline=Deadline.after(site.clock, RECORD_GRACE_SECONDS), interval=LOCK_POLL_SECONDS / 4)
+        except TimedOut as timed_out:
+            state = timed_out.last
     if state is not None and wait_seconds > 0 and not state.stale:
         deadline = Deadline.after(site.clock, wait_seconds)
         try:

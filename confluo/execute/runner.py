@@ -13,6 +13,7 @@ from confluo.api.base import ApiError, ClusterApi, ClusterInfo
 from confluo.errors import ConfluoError, ExitCode, NothingChanged, RolledBack, StepFailed
 from confluo.events import EventBus
 from confluo.inventory import Node
+from confluo.loadbalancer.base import LoadBalancer, pool_view
 from confluo.parallel import in_parallel
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import Pick, Snapshot, Wait, next_node
@@ -34,6 +35,7 @@ class Runner:
         events: EventBus,
         clock: Clock = SYSTEM_CLOCK,
         on_failure: str = "rollback",
+        balancer: LoadBalancer | None = None,
     ) -> None:
         self.plan = plan
         self.remotes = remotes
@@ -41,6 +43,7 @@ class Runner:
         self.events = events
         self.clock = clock
         self.on_failure = on_failure  # "rollback" a failed node onto its old installation, or "halt" as it is
+        self.balancer = balancer  # None: no load balancer, and no load-balancer step in the plan
         self.upgraded = {work.node for work in plan.rolling if work.upgraded}
         self.changed = False  # whether any step has applied a change yet: it decides the exit code
         self._ready_node: Node | None = None  # the node upgraded last, and when it was seen serving
@@ -67,6 +70,7 @@ class Runner:
         )
         for note in plan.notes:
             self.events.emit("note", f"note: {note}")
+        self._cluster_steps(plan.reconcile, "load balancer")  # nodes an interrupted run left out of the pool
         self._prestage()
         self._cluster_steps(plan.before, "upgrade mode")
         self._roll()
@@ -142,7 +146,8 @@ class Runner:
 
     def _snapshot(self, nodes: Sequence[Node]) -> Snapshot:
         statuses = in_parallel(list(nodes), lambda n: self.api.node_status(n.url, timeout=STATUS_TIMEOUT_SECONDS))
-        return Snapshot(self._cluster_or_none(), {n.name: s for n, s in zip(nodes, statuses, strict=True)})
+        status = {n.name: s for n, s in zip(nodes, statuses, strict=True)}
+        return Snapshot(self._cluster_or_none(), status, pool_view(self.balancer, nodes))
 
     def _cluster_or_none(self) -> ClusterInfo | None:
         try:
@@ -247,6 +252,7 @@ class Runner:
             remote=self.remotes[node] if node else None,
             clock=self.clock,
             on_wait=lambda observed: self.events.emit("waiting", observed, node=node, phase=phase),
+            balancer=self.balancer,
             peers=self.remotes,
         )
         kind = step.kind.name.lower()

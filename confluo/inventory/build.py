@@ -394,6 +394,7 @@ def _load_balancer(
             backend=section.backend,
             remote=_remote_host(section.host, default_ssh, section.ssh, context),
             weight_ramp=model.WeightRamp(ramp.steps, ramp.seconds) if ramp else None,
+            config=PurePosixPath(section.config) if section.config else None,
         )
     if isinstance(section, NginxSection):
         return model.NginxBalancer(
@@ -404,6 +405,7 @@ def _load_balancer(
             reload_command=section.reload_command,
             test_command=section.test_command,
             remote=_remote_host(section.host, default_ssh, section.ssh, context),
+            pid_file=PurePosixPath(section.pid_file),
         )
     if isinstance(section, ApacheSection):
         credentials = _credentials(section.credentials) if section.credentials else None
@@ -421,6 +423,7 @@ def _load_balancer(
         drain=section.drain,
         ready=section.ready,
         status=section.status,
+        maint=section.maint,
     )
 
 

@@ -143,7 +143,7 @@ class Node(NodeSettings):
         return self.lb_server or self.name
 
 
-# --- load balancers (parsed and validated; the drain steps that use them come later) ------------------------
+# --- load balancers (confluo/loadbalancer/factory.py builds the adapter; steps/pool.py drives it) -----------
 
 
 @dataclass(frozen=True)
@@ -176,11 +176,15 @@ class HaproxyBalancer(DrainSettings):
     backend: str
     remote: RemoteHost | None
     weight_ramp: WeightRamp | None
+    config: PurePosixPath | None = None  # read for the server-state-file check
     kind: Literal["haproxy"] = "haproxy"
 
     @property
     def host(self) -> str | None:
         return self.remote.host if self.remote else None
+
+
+NGINX_PID_FILE = PurePosixPath("/run/nginx.pid")
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,7 @@ class NginxBalancer(DrainSettings):
     reload_command: str
     test_command: str
     remote: RemoteHost | None
+    pid_file: PurePosixPath = NGINX_PID_FILE
     kind: Literal["nginx"] = "nginx"
 
     @property
@@ -212,7 +217,8 @@ class CommandBalancer(DrainSettings):
 
     drain: str
     ready: str
-    status: str | None
+    status: str
+    maint: str | None = None
     kind: Literal["command"] = "command"
 
 

@@ -466,6 +466,8 @@ class HaproxySection(BalancerSection):
     """The admin socket (`stats socket ... level admin`)."""
     backend: ProxyName
     """The backend holding the Confluence servers."""
+    config: RemotePath | None = None
+    """HAProxy's configuration file, read to check that a reload keeps drained servers out (server-state-file)."""
     host: Host | None = None
     """The machine HAProxy runs on, reached over SSH (omit: this machine)."""
     ssh: SshSection | None = None
@@ -483,6 +485,8 @@ class NginxSection(BalancerSection):
     """The upstream's name."""
     reload_command: Command = "nginx -s reload"
     test_command: Command = "nginx -t"
+    pid_file: RemotePath = "/run/nginx.pid"
+    """nginx's pid file: a reload is proven by the master's new workers."""
     host: Host | None = None
     """The machine nginx runs on, reached over SSH (omit: this machine)."""
     ssh: SshSection | None = None
@@ -509,8 +513,10 @@ class CommandSection(BalancerSection):
     """Take the server out of rotation."""
     ready: CommandTemplate
     """Put it back."""
-    status: CommandTemplate | None = None
-    """Print its state (optional)."""
+    status: CommandTemplate
+    """Print its state as the last line: ready, drain or maint. Run after every change: each is read back."""
+    maint: CommandTemplate | None = None
+    """Take it out entirely (optional: without it, the drain is all this load balancer offers)."""
 
 
 LoadBalancerSection = Annotated[

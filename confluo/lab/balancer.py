@@ -1,36 +1,45 @@
-"""The load balancer in front of the lab's nodes: HAProxy (with its runtime API) or open-source nginx.
+"""The load balancer in front of the lab's nodes: HAProxy (runtime API), open-source nginx, or Apache httpd
+(mod_proxy_balancer with its balancer-manager).
 
-Both run from the OS packages as plain daemons whose every file lives in the lab's `lb/` folder; they are
-started and stopped by pid. HAProxy health-checks `/status` and only sends traffic to a node that says
-RUNNING; nginx has no active checks and only skips a node that refuses or answers 502/503.
+Each runs from the OS packages as a plain daemon whose every file lives in the lab's `lb/` folder; it is started
+and stopped by pid. Their configurations (balancer_configs) are the production kind: sticky sessions, health
+checks on `/status` where the balancer has them, and no retry of a failed request on another server unless the
+lab was started with `--lb-retries`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from confluo.lab.balancer_configs import (
+    APACHE_MODULES,
+    BACKEND,
+    Files,
+    Server,
+    apache_config_text,
+    haproxy_config_text,
+    nginx_config_text,
+    nginx_upstream_text,
+)
 from confluo.lab.hosts import LabError, read_pid, run, runs, terminate, wait_for_port
 
 HAPROXY = "haproxy"
 NGINX = "nginx"
-KINDS = (HAPROXY, NGINX)
-BACKEND = "confluence"
+APACHE = "apache"
+KINDS = (HAPROXY, NGINX, APACHE)
 LB_PORT = 8080
+APACHE_BINARY = "apache2"  # Debian's httpd
+_CONFIG = {HAPROXY: "haproxy.cfg", NGINX: "nginx.conf", APACHE: "httpd.conf"}
 
-
-@dataclass(frozen=True)
-class Server:
-    """A node as the balancer sees it: its name (the HAProxy server name) and where its HTTP listens."""
-
-    name: str
-    address: str
-    port: int
+__all__ = ["BACKEND", "KINDS", "Balancer", "Server"]
 
 
 @dataclass(frozen=True)
@@ -41,14 +50,19 @@ class Balancer:
     port: int = LB_PORT
     # Group allowed to use the HAProxy socket (the lab's node users), so an upgrade run can drain nodes.
     socket_gid: int | None = None
+    retries: bool = False  # the forgiving settings (`--lb-retries`)
 
     @property
     def url(self) -> str:
         return f"http://{self.address}:{self.port}"
 
     @property
+    def files(self) -> Files:
+        return Files(self.directory, self.address, self.port, self.socket_gid, self.retries)
+
+    @property
     def config(self) -> Path:
-        return self.directory / ("haproxy.cfg" if self.kind == HAPROXY else "nginx.conf")
+        return self.directory / _CONFIG[self.kind]
 
     @property
     def pid_file(self) -> Path:
@@ -66,6 +80,10 @@ class Balancer:
     def upstream_file(self) -> Path:
         return self.directory / "upstream.conf"
 
+    @property
+    def manager_url(self) -> str | None:
+        return f"{self.url}/balancer-manager" if self.kind == APACHE else None
+
     def pid(self) -> int | None:
         pid = read_pid(self.pid_file)
         return pid if runs(pid, str(self.config)) else None
@@ -74,49 +92,8 @@ class Balancer:
 # ------------------------------------------------------------------------------------------------ HAProxy
 
 
-def haproxy_config_text(lb: Balancer, servers: Sequence[Server]) -> str:
-    socket_owner = f" gid {lb.socket_gid}" if lb.socket_gid is not None else ""
-    server_lines = [f"    server {s.name} {s.address}:{s.port} cookie {s.name}" for s in servers]
-    return "\n".join(
-        [
-            "# written by confluo lab",
-            "global",
-            f"    stats socket {lb.socket} mode 660 level admin{socket_owner}",
-            "    stats timeout 30s",
-            f"    pidfile {lb.pid_file}",
-            # A reload keeps MAINT/DRAIN only if `show servers state` was saved here first.
-            f"    server-state-file {lb.state_file}",
-            "",
-            "defaults",
-            "    mode http",
-            "    load-server-state-from-file global",
-            "    timeout connect 2s",
-            "    timeout client 30s",
-            "    timeout server 30s",
-            # A node that just died, or closed the connection as it exited, costs no error: the request is
-            # retried on another server (what Atlassian's docs expect of the load balancer during a stop).
-            "    retries 3",
-            "    option redispatch 1",
-            "    retry-on conn-failure empty-response response-timeout 503",
-            "",
-            "frontend confluence_http",
-            f"    bind {lb.address}:{lb.port}",
-            f"    default_backend {BACKEND}",
-            "",
-            f"backend {BACKEND}",
-            "    balance roundrobin",
-            "    cookie JSESSIONID prefix nocache",
-            "    option httpchk GET /status",
-            "    http-check expect string RUNNING",
-            "    default-server check inter 500ms fall 2 rise 1",
-            *server_lines,
-            "",
-        ]
-    )
-
-
 def _start_haproxy(lb: Balancer, servers: Sequence[Server]) -> None:
-    lb.config.write_text(haproxy_config_text(lb, servers))
+    lb.config.write_text(haproxy_config_text(lb.files, servers))
     run([HAPROXY, "-c", "-q", "-f", lb.config])
     run([HAPROXY, "-D", "-q", "-f", lb.config])
 
@@ -177,50 +154,7 @@ def set_haproxy_server_state(socket_path: Path, server: str, state: str, backend
 # -------------------------------------------------------------------------------------------------- nginx
 
 
-def nginx_config_text(lb: Balancer) -> str:
-    temp = lb.directory / "tmp"
-    # Workers of a root master would run as "nobody"; they only need the temp folders.
-    user_line = ["user nobody nogroup;"] if os.geteuid() == 0 else []
-    return "\n".join(
-        [
-            "# written by confluo lab",
-            *user_line,
-            "worker_processes 1;",
-            f"pid {lb.pid_file};",
-            f"error_log {lb.directory / 'error.log'} info;",
-            "events { worker_connections 256; }",
-            "http {",
-            f"    access_log {lb.directory / 'access.log'};",
-            f"    client_body_temp_path {temp / 'body'};",
-            f"    proxy_temp_path {temp / 'proxy'};",
-            f"    fastcgi_temp_path {temp / 'fastcgi'};",
-            f"    uwsgi_temp_path {temp / 'uwsgi'};",
-            f"    scgi_temp_path {temp / 'scgi'};",
-            # Rewritten to mark a node `down` (open-source nginx has no runtime API), then reloaded.
-            f"    include {lb.upstream_file};",
-            "    server {",
-            f"        listen {lb.address}:{lb.port};",
-            "        location / {",
-            f"            proxy_pass http://{BACKEND};",
-            "            proxy_set_header Host $host;",
-            "            proxy_next_upstream error timeout http_502 http_503;",
-            "        }",
-            "    }",
-            "}",
-            "",
-        ]
-    )
-
-
-def nginx_upstream_text(servers: Sequence[Server], down: frozenset[str] = frozenset()) -> str:
-    lines = [f"upstream {BACKEND} {{"]
-    for s in servers:
-        marker = " down" if s.name in down else ""
-        lines.append(f"    server {s.address}:{s.port} max_fails=1 fail_timeout=2s{marker};  # {s.name}")
-    return "\n".join([*lines, "}", ""])
-
-
-def _nginx(lb: Balancer, *args: str) -> list[str]:
+def nginx_argv(lb: Balancer, *args: str) -> list[str]:
     # Always the same -p/-c/-e: without them nginx looks for /run/nginx.pid and /var/log/nginx.
     return [
         NGINX,
@@ -242,8 +176,8 @@ def write_nginx_upstream(lb: Balancer, servers: Sequence[Server], down: frozense
 
 def reload_nginx(lb: Balancer) -> None:
     """A bad configuration fails `-t` and the running one keeps serving."""
-    run(_nginx(lb, "-t", "-q"))
-    run(_nginx(lb, "-s", "reload"))
+    run(nginx_argv(lb, "-t", "-q"))
+    run(nginx_argv(lb, "-s", "reload"))
 
 
 def _start_nginx(lb: Balancer, servers: Sequence[Server]) -> None:
@@ -253,14 +187,30 @@ def _start_nginx(lb: Balancer, servers: Sequence[Server]) -> None:
         (temp / sub).mkdir(exist_ok=True)
         if os.geteuid() == 0:
             os.chown(temp / sub, _nobody_uid(), -1)
-    lb.config.write_text(nginx_config_text(lb))
+    lb.config.write_text(nginx_config_text(lb.files))
     write_nginx_upstream(lb, servers)
-    run(_nginx(lb, "-t", "-q"))
-    run(_nginx(lb))
+    run(nginx_argv(lb, "-t", "-q"))
+    run(nginx_argv(lb))
 
 
 def _nobody_uid() -> int:
     return pwd.getpwnam("nobody").pw_uid
+
+
+# ------------------------------------------------------------------------------------------------- Apache
+
+
+def _start_apache(lb: Balancer, servers: Sequence[Server]) -> None:
+    if not (APACHE_MODULES / "mod_proxy_balancer.so").exists():
+        raise LabError(f"--lb apache needs Debian's apache2 (mod_proxy_balancer in {APACHE_MODULES})")
+    # Its workers run as nobody; in a lab with node users, in their group, which may enter lb/.
+    group = grp.getgrgid(lb.socket_gid).gr_name if lb.socket_gid is not None else "nogroup"
+    user = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() != 0:
+        group = grp.getgrgid(os.getegid()).gr_name
+    lb.config.write_text(apache_config_text(lb.files, servers, user=user, group=group))
+    run([APACHE_BINARY, "-t", "-f", lb.config])
+    run([APACHE_BINARY, "-f", lb.config, "-k", "start"])
 
 
 # --------------------------------------------------------------------------------------------- lifecycle
@@ -273,11 +223,17 @@ def start(lb: Balancer, servers: Sequence[Server], timeout: float = 5.0) -> int:
         _start_haproxy(lb, servers)
     elif lb.kind == NGINX:
         _start_nginx(lb, servers)
+    elif lb.kind == APACHE:
+        _start_apache(lb, servers)
     else:
         raise LabError(f"unknown load balancer kind {lb.kind!r}; choose one of {', '.join(KINDS)}")
     if not wait_for_port(lb.address, lb.port, timeout):
         raise LabError(f"{lb.kind} does not accept connections on {lb.address}:{lb.port}; see {lb.directory}")
     pid = lb.pid()
+    waited_until = time.monotonic() + timeout
+    while pid is None and time.monotonic() < waited_until:  # Apache writes its pid file after it listens
+        time.sleep(0.05)
+        pid = lb.pid()
     if pid is None:
         raise LabError(f"{lb.kind} started but its pid file {lb.pid_file} names no running {lb.kind}")
     return pid

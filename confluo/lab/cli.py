@@ -58,6 +58,12 @@ def lab() -> None:
 @click.option("--version", "version", default=model.DEFAULT_VERSION, show_default=True, help="Installed release.")
 @click.option("--db", type=click.Choice(model.DATABASES), default="mysql", show_default=True)
 @click.option("--lb", type=click.Choice(model.LB_KINDS), default="haproxy", show_default=True)
+@click.option(
+    "--lb-retries",
+    is_flag=True,
+    help="The load balancer re-sends a failed request to another server (HAProxy redispatch/retry-on, nginx "
+    "proxy_next_upstream http_503 non_idempotent): forgiving settings that hide what a drain protects against.",
+)
 @click.option("--start-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
 @click.option("--stop-seconds", type=click.FloatRange(min=0), default=1.0, show_default=True)
 @click.option("--finalize-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True)
@@ -78,6 +84,7 @@ def up(
     version: str,
     db: str,
     lb: str,
+    lb_retries: bool,
     start_seconds: float,
     stop_seconds: float,
     finalize_seconds: float,
@@ -87,8 +94,10 @@ def up(
 ) -> None:
     """Start a lab: N nodes ACTIVE behind a load balancer, an inventory, the next release's archive."""
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
-    options = model.LabOptions(nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local,
-                               spare_hosts=spare_hosts)  # fmt: skip
+    options = model.LabOptions(
+        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries,
+        spare_hosts=spare_hosts,
+    )
     began = time.monotonic()
     started = lifecycle.up(lab_dir, options, progress=lambda line: click.echo(f"  {line}", err=True))
     elapsed = time.monotonic() - began

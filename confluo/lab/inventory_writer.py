@@ -6,15 +6,18 @@ The lab only writes YAML text; it never imports confluo's inventory reader (conf
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Any
 
 import yaml
 
-from confluo.lab import hosts
-from confluo.lab.model import ADMIN_USER, Lab, Node
+from confluo.lab import balancer, hosts
+from confluo.lab.model import ADMIN_USER, HTTP_PORT, Lab, Node
 from confluo.lab.tarball import sha256_of
 
 INVENTORY_TIMEOUT_SECONDS = 60
+# The lab's users (`confluo lab set --users`) never log off: a drain waits this long for them, then goes on.
+DRAIN_SECONDS = 5
 
 
 def inventory_document(lab: Lab) -> dict[str, Any]:
@@ -36,8 +39,40 @@ def inventory_document(lab: Lab) -> dict[str, Any]:
         "customizations": {"base_archive": str(lab.source_archive), "base_sha256": sha256_of(lab.source_archive)},
         "defaults": _defaults(lab),
         "keep_releases": 3,
-        "nodes": [_node(node) for node in lab.nodes],
+        **({"load_balancer": section} if (section := _load_balancer(lab)) else {}),
+        "nodes": [_node(lab, node) for node in lab.nodes],
     }
+
+
+def _load_balancer(lab: Lab) -> dict[str, Any] | None:
+    """The section that lets confluo take each node out of the lab's load balancer (on this machine)."""
+    lb = lab.balancer
+    if lb is None:
+        return None
+    common = {"drain_seconds": DRAIN_SECONDS, "on_drain_timeout": "continue"}
+    if lb.kind == balancer.HAPROXY:
+        assert lb.socket is not None
+        return {"kind": "haproxy", "socket": str(lb.socket), "backend": balancer.BACKEND, "config": str(lb.config),
+                **common}  # fmt: skip
+    if lb.kind == balancer.NGINX:
+        return {
+            "kind": "nginx",
+            "upstream_file": str(lb.upstream_file),
+            "upstream": balancer.BACKEND,
+            "reload_command": shlex.join(balancer.nginx_argv(lb, "-s", "reload")),
+            "test_command": shlex.join(balancer.nginx_argv(lb, "-t", "-q")),
+            "pid_file": str(lb.pid_file),
+            **common,
+        }
+    return {"kind": "apache", "balancer_manager_url": lb.manager_url, "balancer": balancer.BACKEND, **common}
+
+
+def _lb_server(lab: Lab, node: Node) -> str | None:
+    """The node's name in the load balancer: its server line's address for nginx, its name (server, route)
+    for the others."""
+    if lab.balancer is None:
+        return None
+    return f"{node.address}:{HTTP_PORT}" if lab.lb == balancer.NGINX else node.name
 
 
 def _defaults(lab: Lab) -> dict[str, Any]:
@@ -59,8 +94,10 @@ def _defaults(lab: Lab) -> dict[str, Any]:
     return defaults
 
 
-def _node(node: Node) -> dict[str, Any]:
+def _node(lab: Lab, node: Node) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": node.name, "host": node.address, "url": node.url}
+    if (server := _lb_server(lab, node)) is not None:
+        entry["lb_server"] = server
     if node.user is not None:
         entry["ssh"] = {"user": node.user}
         entry["run_as"] = node.user

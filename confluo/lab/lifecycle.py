@@ -75,6 +75,7 @@ def up(lab_dir: Path, options: LabOptions, progress: Progress = lambda _: None) 
         timings=options.timings,
         admin_password=secrets.token_urlsafe(18),
         node_count=options.nodes,
+        lb_retries=options.lb_retries,
         spare_count=options.spare_hosts,
     )
     save(lab)  # from here on `down` can clean up, even if this process dies
@@ -241,7 +242,14 @@ def _start_balancer(lab: Lab, lb: balancer.Balancer) -> None:
     lb.directory.mkdir(mode=0o750)
     if lab.group is not None:
         shutil.chown(lb.directory, group=lab.group)
-    balancer.start(lb, [balancer.Server(n.name, n.address, HTTP_PORT) for n in lab.nodes])
+    servers = [balancer.Server(n.name, n.address, HTTP_PORT) for n in lab.nodes]
+    # A spare host's server is there ahead of its node, out of the pool, named for the node it is meant to carry.
+    servers += [balancer.Server(spare.node_name, spare.address, HTTP_PORT, prepared=True) for spare in lab.spares]
+    balancer.start(lb, servers)
+    if lb.kind == balancer.HAPROXY and lb.socket is not None:
+        for server in servers:
+            if server.prepared:
+                balancer.set_haproxy_server_state(lb.socket, server.name, "maint")
 
 
 # --- down -----------------------------------------------------------------------------------------------

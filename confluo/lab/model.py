@@ -40,6 +40,7 @@ class LabOptions:
     lb: str = balancer.HAPROXY
     timings: Timings = field(default_factory=Timings)
     local: bool = False  # force local mode even where ssh mode is possible
+    lb_retries: bool = False  # the load balancer re-sends failed requests to another server (hides a stop)
     spare_hosts: int = 0  # hosts with sshd and a login user but no Confluence, for `confluo add-node`
 
 
@@ -124,6 +125,11 @@ class SpareHost:
         return node_address(self.slot, self.number)
 
     @property
+    def node_name(self) -> str:
+        """The node it is meant to carry (its load-balancer server's name): the next after the lab's nodes."""
+        return f"node{self.number}"
+
+    @property
     def host_root(self) -> Path:
         return self.lab_dir / "hosts" / self.name
 
@@ -154,6 +160,7 @@ class Lab:
     admin_password: str
     node_count: int
     state: str = "starting"  # "starting" while `up` runs, then "up"
+    lb_retries: bool = False
     spare_count: int = 0
 
     @property
@@ -233,7 +240,9 @@ class Lab:
         if self.lb not in balancer.KINDS:
             return None
         gid = hosts.group_id(self.slot) if self.ssh and hosts.group_exists(hosts.group_name(self.slot)) else None
-        return balancer.Balancer(self.lb, self.dir / "lb", lb_address(self.slot), socket_gid=gid)
+        return balancer.Balancer(
+            self.lb, self.dir / "lb", lb_address(self.slot), socket_gid=gid, retries=self.lb_retries
+        )
 
     @property
     def api_url(self) -> str:
@@ -279,6 +288,7 @@ def save(lab: Lab) -> None:
         "version": lab.version,
         "db": lab.db,
         "lb": lab.lb,
+        "lb_retries": lab.lb_retries,
         "timings": vars(lab.timings),
         "admin": {"username": ADMIN_USER, "password": lab.admin_password},
         "nodes": [{"name": n.name, "address": n.address, "user": n.user} for n in lab.nodes],
@@ -313,5 +323,6 @@ def load(lab_dir: Path) -> Lab:
         admin_password=record["admin"]["password"],
         node_count=len(record["nodes"]),
         state=record.get("state", "up"),
+        lb_retries=bool(record.get("lb_retries", False)),
         spare_count=len(record.get("spare_hosts", [])),
     )

@@ -30,6 +30,7 @@ def _entry(lab: Lab, spare: SpareHost) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": spare.name,
         "address": spare.address,
+        "node_name": spare.node_name,  # its server in the load balancer, out of the pool until the node joins
         "install_base": str(spare.install_base),
         "home": str(spare.home),
         "shared_home": str(lab.shared_home),

@@ -7,10 +7,12 @@ every change is read back: an accepted command is not proof that the load balanc
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from confluo.errors import ConfluoError, ExitCode
+from confluo.inventory import Node
 from confluo.waits import Deadline, poll
 
 
@@ -56,6 +58,32 @@ class LoadBalancer(Protocol):
     def warnings(self) -> tuple[str, ...]:
         """What in the load balancer's set-up could undo confluo's changes behind its back (none: empty)."""
         ...
+
+
+@runtime_checkable
+class Weighted(Protocol):
+    """A load balancer that can bring a server back gradually (HAProxy's `set server ... weight N%`)."""
+
+    def weight(self, server: str, percent: int) -> None: ...
+
+
+def serving(state: ServerState) -> bool:
+    """In the pool and not failing its health checks: the load balancer sends it traffic."""
+    return state.admin is AdminState.READY and state.healthy is not False
+
+
+def pool_view(lb: LoadBalancer | None, nodes: Sequence[Node]) -> dict[str, bool] | None:
+    """Node name → whether the load balancer sends it traffic; a server it cannot read counts as not (None: no
+    load balancer)."""
+    if lb is None:
+        return None
+    view = {}
+    for node in nodes:
+        try:
+            view[node.name] = serving(lb.state(node.balancer_server))
+        except ConfluoError:
+            view[node.name] = False
+    return view
 
 
 def check_applied(where: str, observed: ServerState, *accepted: AdminState) -> ServerState:

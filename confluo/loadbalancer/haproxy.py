@@ -182,10 +182,12 @@ class HAProxy:
         row = self._row(server)
         stat = parse_stat(self.channel.ask("show stat"), self.backend).get(server, {})
         sessions = stat.get("scur", "")
+        admin = admin_state(row.admin_bits)
         return ServerState(
             server=server,
-            admin=admin_state(row.admin_bits),
-            healthy=row.op_state == OP_RUNNING,
+            admin=admin,
+            # In maintenance HAProxy stops checking the server and shows it stopped: its health is unknown.
+            healthy=None if admin is AdminState.MAINT else row.op_state == OP_RUNNING,
             sessions=int(sessions) if sessions.isdigit() else None,
             detail=stat.get("status", ""),
         )

@@ -6,11 +6,13 @@ bad configuration never reaches the running nginx:
 
     cp -p FILE FILE.confluo-new; write it; cp -p FILE FILE.confluo-old; mv FILE.confluo-new FILE
     nginx -t   → refused: mv FILE.confluo-old FILE (the previous file is back), raise; nginx never reloads
-               → accepted: rm FILE.confluo-old; nginx -s reload
+               → accepted: nginx -s reload; rm FILE.confluo-old once the reload is seen to have happened
 
 nginx cannot report which configuration it runs, so the reload is proven by its workers: it worked when the
 master (same pid) has new workers and every old one is gone or "shutting down" (which no longer accepts).
-The state is then read back from the file. Sessions cannot be counted (`sessions=None`), health is unknown.
+A reload not seen puts the previous file back, so that the file keeps saying what nginx runs (a later run must
+not read `down` from a file nginx never loaded). The state is then read back from the file. Sessions cannot be
+counted (`sessions=None`), health is unknown.
 """
 
 from __future__ import annotations
@@ -199,11 +201,17 @@ class NginxUpstream:
         before = self._read()
         after = with_down(before, self.upstream, self.address(server), down, self.where)
         if after != before:
-            self._replace(after)
-            self._reload()
+            backup = self._replace(after)
+            try:
+                self._reload()
+            except ChangeNotApplied:
+                self._run("mv", "-f", "--", backup, self.file)
+                raise
+            self._run("rm", "-f", "--", backup)
         check_applied(self.where, self.state(server), AdminState.MAINT if down else AdminState.READY)
 
-    def _replace(self, text: str) -> None:
+    def _replace(self, text: str) -> str:
+        """The file replaced by `text` once `nginx -t` accepts it; returns where the previous file is kept."""
         draft, backup = f"{self.file}.confluo-new", f"{self.file}.confluo-old"
         # The draft and the backup are copies first, so both keep the file's owner and mode.
         self._run("cp", "-p", "--", self.file, draft)
@@ -218,7 +226,7 @@ class NginxUpstream:
                 f"(exit {tested.exit_status}); the previous file is back and nginx was not reloaded:\n{tested.tail(8)}",
                 hint="fix the nginx configuration, then run confluo again",
             )
-        self._run("rm", "-f", "--", backup)
+        return backup
 
     def _reload(self) -> None:
         before = self._workers()
@@ -232,8 +240,9 @@ class NginxUpstream:
         except TimedOut as exc:
             raise ChangeNotApplied(
                 f"{self.where}: nginx (master {before.master}) started no new workers within "
-                f"{self.reload_seconds:.0f} s of the reload, so it may still run the previous configuration",
-                hint="see nginx's error log; the file already holds the change",
+                f"{self.reload_seconds:.0f} s of the reload, so it still runs the previous configuration; the "
+                "previous file is back",
+                hint="see nginx's error log and the reload command in the inventory, then run confluo again",
             ) from exc
 
     def _workers(self) -> Workers:

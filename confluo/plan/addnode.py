@@ -17,10 +17,13 @@ from confluo.plan.addnode_rules import (
     disk_reasons,
     donor_reasons,
     identity_reasons,
+    in_balancer,
     new_host_reasons,
     node,
 )
 from confluo.plan.model import NodeWork, Plan
+from confluo.plan.pool import PoolPlan
+from confluo.probe.facts import Facts
 from confluo.probe.newnode_facts import AddNodeFacts
 from confluo.steps.base import Host, Step
 from confluo.steps.clone import CloneInstall, SeedLocalHome
@@ -84,6 +87,10 @@ def _steps(
         host, StartNode(host, install, service_install, found.installed_version or ""),
         StopNode(host, install, service_install),
     ))  # fmt: skip
+    if in_balancer(inventory, request, facts):  # its server was added ahead of it: into the pool, seen UP
+        pool = Facts(nodes=(), cluster=facts.cluster, cluster_error=None, archive=None, archive_error=None,
+                     balancer=facts.balancer)  # fmt: skip
+        steps += PoolPlan(inventory, pool).put_back(host)
     return tuple(steps)
 
 

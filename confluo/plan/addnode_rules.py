@@ -164,7 +164,11 @@ def add_node_notes(inventory: Inventory, request: AddNodeRequest, facts: AddNode
     if join == "tcp_ip" and identity.cfg_property(cfg, identity.PEERS_PROPERTY) is not None:
         notes.append(f"{new.name}'s confluence.cluster.peers lists {request.address}; the other nodes' do not yet: "
                      "add it on each, and they read it at their next restart (`confluo restart`)")  # fmt: skip
-    notes.append(balancer_note(inventory, new, request.address))
+    if in_balancer(inventory, request, facts):
+        notes.append(f"the load balancer already has {new.name}'s server `{new.balancer_server}`: confluo puts it in "
+                     "the pool once it is ACTIVE")  # fmt: skip
+    else:
+        notes.append(balancer_note(inventory, new, request.address))
     if facts.new_host.marker_seen is None and not (facts.donor.shared_sha256 and facts.new_host.shared_sha256):
         notes.append("the shared home is compared in the real run (a file confluo writes there and removes)")
     if request.entry_written:
@@ -172,6 +176,11 @@ def add_node_notes(inventory: Inventory, request: AddNodeRequest, facts: AddNode
     else:
         notes.append(f"once {new.name} is ACTIVE, {request.inventory_path} gains its entry (comments kept)")
     return tuple(notes)
+
+
+def in_balancer(inventory: Inventory, request: AddNodeRequest, facts: AddNodeFacts) -> bool:
+    """The administrator added the new node's server to the load balancer ahead of it."""
+    return inventory.load_balancer is not None and facts.balancer is not None and request.new in facts.balancer.states
 
 
 def balancer_note(inventory: Inventory, new: Node, address: str) -> str:
@@ -183,4 +192,5 @@ def balancer_note(inventory: Inventory, new: Node, address: str) -> str:
     }
     kind = inventory.load_balancer.kind if inventory.load_balancer else None
     line = lines.get(kind or "haproxy", f"{new.url}")
-    return f"the load balancer: add {new.name} yourself, e.g. `{line}`; confluo does not add it"
+    return (f"the load balancer: add {new.name}'s server yourself, e.g. `{line}`; confluo does not add servers (with "
+            "it there before, confluo puts it in the pool once the node is ACTIVE)")  # fmt: skip

@@ -10,6 +10,7 @@ from confluo.steps.base import Preview, Step
 
 
 class Phase(enum.Enum):
+    RECONCILE = "load balancer: nodes an earlier run left out of the pool"
     PRESTAGE = "pre-stage (all nodes in parallel)"
     UPGRADE_MODE = "enable upgrade mode"
     ROLLING = "rolling"
@@ -55,6 +56,7 @@ class Plan:
     target_version: str
     prestage: tuple[NodeWork, ...] = ()  # in parallel; with a shared home the first node's transfer goes first
     shared_staging: bool = False
+    reconcile: tuple[Step, ...] = ()  # first of all: nodes an interrupted run left out of the load balancer's pool
     before: tuple[Step, ...] = ()  # cluster-wide, before the rolling phase
     rolling: tuple[NodeWork, ...] = ()  # least busy first as the cluster reports now; re-chosen before each node
     finalize: tuple[Step, ...] = ()
@@ -93,7 +95,8 @@ class Plan:
 
     def steps(self) -> list[PlannedStep]:
         """Every step in the order the run takes them."""
-        planned = [PlannedStep(Phase.PRESTAGE.value, w.node, s) for w in self.prestage for s in w.steps]
+        planned = [PlannedStep(Phase.RECONCILE.value, s.node, s) for s in self.reconcile]
+        planned += [PlannedStep(Phase.PRESTAGE.value, w.node, s) for w in self.prestage for s in w.steps]
         planned += [PlannedStep(Phase.UPGRADE_MODE.value, None, s) for s in self.before]
         rolling = self.doing
         for work in self.rolling:

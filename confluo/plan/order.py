@@ -11,18 +11,22 @@ from confluo.inventory import Node
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The cluster as its API lists it (None while the API fails) and each node's own /status, by node name."""
+    """The cluster as its API lists it (None while the API fails) and each node's own /status, by node name;
+    with a load balancer, whether it sends each node traffic (None: no load balancer)."""
 
     cluster: ClusterInfo | None
     status: Mapping[str, StatusState]
+    pool: Mapping[str, bool] | None = None
 
     def not_serving(self, nodes: Sequence[Node]) -> frozenset[str]:
-        """Not ACTIVE in the cluster or not RUNNING on /status: the cluster notices a crash only seconds later."""
+        """Not ACTIVE in the cluster or not RUNNING on /status (the cluster notices a crash only seconds later), or
+        not in the load balancer's pool: users cannot reach it."""
         down = set()
         for node in nodes:
             entry = cluster_entry(self.cluster, node) if self.cluster else None
             running = self.status.get(node.name) is StatusState.RUNNING
-            if not running or entry is None or entry.state is not NodeState.ACTIVE:
+            pooled = self.pool is None or self.pool.get(node.name, False)
+            if not running or not pooled or entry is None or entry.state is not NodeState.ACTIVE:
                 down.add(node.name)
         return frozenset(down)
 

@@ -9,7 +9,8 @@ from confluo.inventory import Inventory, Node
 from confluo.layout import NodePaths, node_paths
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
-from confluo.plan.rules import cluster_or_refuse, notes
+from confluo.plan.pool import PoolPlan, balancer_notes
+from confluo.plan.rules import balancer_reasons, cluster_or_refuse, notes
 from confluo.plan.upgrade import back_to_source, source_install
 from confluo.probe.facts import SERVICE_FILE_KEY, Facts, NodeFacts
 from confluo.steps.base import Host, Step
@@ -22,7 +23,7 @@ def build_rollback_plan(inventory: Inventory, facts: Facts, *, only: str | None 
     cluster = _cluster_in_upgrade(facts)
     source = cluster.original_version
     assert source is not None
-    _refuse_unreachable(facts)
+    _refuse_unreachable(inventory, facts)
     upgraded = [f.node for f in facts.nodes if f.installed_version and f.installed_version != source]
     if only is not None:
         names = [node.name for node in inventory.nodes]
@@ -42,6 +43,8 @@ def build_rollback_plan(inventory: Inventory, facts: Facts, *, only: str | None 
     # A node on the old version that an interrupted run left stopped is started, before upgrade mode goes off.
     stopped = [f.node for f in facts.nodes if f.node not in upgraded and f.pid is None]
     selected = [node for node in inventory.nodes if node.name in chosen or node.name in stopped]
+    pool = PoolPlan(inventory, facts)
+    hosts = {node.name: Host(node, facts.for_node(node.name).login_user) for node in inventory.nodes}
     return Plan(
         cluster_name=inventory.cluster.name,
         source_version=current,
@@ -50,11 +53,12 @@ def build_rollback_plan(inventory: Inventory, facts: Facts, *, only: str | None 
             # Interrupted, a node going back finishes going back: its rollback is its own steps, each skipped if done.
             NodeWork(name, steps, rollback=steps, back_on=source)
             for name in least_busy_order(selected, cluster)
-            for steps in [(_steps_back if name in chosen else _start)(inventory, facts, name, source)]
+            for steps in [(_steps_back if name in chosen else _start)(inventory, facts, name, source, pool)]
         ),
+        reconcile=pool.reconcile(hosts),
         finalize=(CancelUpgradeMode(settle_seconds=settle),) if ends_upgrade else (),
         goal="rollback",
-        notes=notes(inventory),
+        notes=(*notes(inventory), *balancer_notes(facts)),
     )
 
 
@@ -79,9 +83,10 @@ def _cluster_in_upgrade(facts: Facts) -> ClusterInfo:
     return cluster
 
 
-def _refuse_unreachable(facts: Facts) -> None:
+def _refuse_unreachable(inventory: Inventory, facts: Facts) -> None:
     reasons = [f"{f.node}: unreachable: {f.error}" for f in facts.nodes if not f.reachable]
     reasons += [f"{f.node}: no Confluence installation found" for f in facts.nodes if f.reachable and not f.old_install]
+    reasons += balancer_reasons(inventory, facts)
     if reasons:
         raise RefusedError(reasons, hint="every node is probed before a rollback: fix these and run it again")
 
@@ -94,14 +99,15 @@ def _where(inventory: Inventory, facts: Facts, name: str) -> tuple[Node, NodeFac
     return node, found, node_paths(node, found.installed_version, found.login_home, staging)
 
 
-def _start(inventory: Inventory, facts: Facts, name: str, source: str) -> tuple[Step, ...]:
+def _start(inventory: Inventory, facts: Facts, name: str, source: str, pool: PoolPlan) -> tuple[Step, ...]:
     node, found, paths = _where(inventory, facts, name)
     assert found.old_install is not None
     service_install = paths.current_link or found.old_install
-    return (StartNode(Host(node, found.login_user), found.old_install, service_install, source),)
+    host = Host(node, found.login_user)
+    return (StartNode(host, found.old_install, service_install, source), *pool.put_back(host))
 
 
-def _steps_back(inventory: Inventory, facts: Facts, name: str, source: str) -> tuple[Step, ...]:
+def _steps_back(inventory: Inventory, facts: Facts, name: str, source: str, pool: PoolPlan) -> tuple[Step, ...]:
     node, found, paths = _where(inventory, facts, name)
     assert found.old_install is not None
     back_to = source_install(node, found, paths.install_root, source)
@@ -111,4 +117,10 @@ def _steps_back(inventory: Inventory, facts: Facts, name: str, source: str) -> t
             hint="put that installation back where it was, or roll this node back by hand",
         )
     definition = found.files.get(SERVICE_FILE_KEY, "")
-    return back_to_source(Host(node, found.login_user), paths, found.old_install, back_to, definition, source)
+    host = Host(node, found.login_user)
+    # A node that serves users is drained first, exactly as an upgrade takes it out.
+    return (
+        *pool.take_out(host),
+        *back_to_source(host, paths, found.old_install, back_to, definition, source),
+        *pool.put_back(host),
+    )

@@ -188,6 +188,15 @@ def _configured_name(setenv: str) -> str | None:
     return match.group(1) if match else None
 
 
+def balancer_reasons(inventory: Inventory, facts: Facts) -> list[str]:
+    """A load balancer that cannot be reached, or that does not know a node, would leave users on a stopping node."""
+    if inventory.load_balancer is None:
+        return []
+    if facts.balancer is None:
+        return [f"the {inventory.load_balancer.kind} load balancer was not read"]
+    return list(facts.balancer.problems)
+
+
 def notes(inventory: Inventory) -> tuple[str, ...]:
     """What the administrator should know before saying yes, though it is no reason to refuse."""
     api_node = next((node for node in inventory.nodes if _same_origin(node.url, inventory.cluster.api_url)), None)

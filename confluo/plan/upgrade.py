@@ -9,16 +9,19 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Sequence
 
-from confluo.api.base import ClusterInfo, ClusterState
+from confluo.api.base import ClusterState
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
 from confluo.plan.carry import ShellSyntax, carry_reasons, home_reasons, node_carries
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
+from confluo.plan.pool import PoolPlan, balancer_notes, with_reconcile
+from confluo.plan.recover import build_tasks_again_plan
 from confluo.plan.rules import (
     already_on_target,
     archive_reasons,
+    balancer_reasons,
     cluster_reasons,
     identity_reasons,
     node_reasons,
@@ -27,7 +30,7 @@ from confluo.plan.rules import (
 )
 from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
 from confluo.steps.base import Host, Step
-from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize, RetryFinalize
+from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize
 from confluo.steps.configure import CarriedFile, CarryCustomizations, CopyDriver, PointHome
 from confluo.steps.repoint import Repoint
 from confluo.steps.service import StartNode, StopNode
@@ -43,9 +46,13 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
     target = str(inventory.target.version)
     reasons: list[str] = []
     reasons += node_reasons(inventory, facts)
+    if facts.cluster is not None and facts.cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
+        # Approved already (upgrade mode is off): all that is left is to run its upgrade tasks again.
+        return build_tasks_again_plan(inventory, facts.cluster, reasons)
     source = source_version(facts, target, reasons)
     if already_on_target(inventory, facts, target):
-        return Plan(inventory.cluster.name, target, target, nothing_to_do=True)
+        done = Plan(inventory.cluster.name, target, target, nothing_to_do=True)
+        return with_reconcile(done, inventory, facts)  # a node an interrupted run left out is still put back
     if len(inventory.nodes) < 2:
         reasons.append(
             f"the inventory has {len(inventory.nodes)} node; a rolling upgrade needs at least 2 so one serves "
@@ -58,6 +65,7 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
     reasons += cluster_reasons(inventory, facts)
     reasons += identity_reasons(inventory, facts)
     reasons += archive_reasons(inventory, facts)
+    reasons += balancer_reasons(inventory, facts)
     reasons += home_reasons(inventory, facts)
     reasons += carry_reasons(inventory, facts)
     carried: dict[str, tuple[CarriedFile, ...]] = {}
@@ -70,10 +78,12 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
             hint="fix these, then run `confluo plan` again; no host and no cluster setting was changed",
         )
     assert facts.archive is not None and facts.cluster is not None and source is not None
+    pool = PoolPlan(inventory, facts)
     nodes = [
-        _NodeUpgrade(inventory, node, facts.for_node(node.name), facts.archive, str(source), carried.get(node.name, ()))
+        _NodeUpgrade(inventory, node, facts.for_node(node.name), facts.archive, str(source), carried.get(node.name, ()),
+                     pool)
         for node in inventory.nodes
-    ]
+    ]  # fmt: skip
     by_name = {n.node.name: n for n in nodes}
     settle = max(node.timeouts.start_seconds for node in inventory.nodes)
     return Plan(
@@ -82,25 +92,23 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
         target_version=target,
         prestage=tuple(NodeWork(n.node.name, n.prestage()) for n in nodes),
         shared_staging=inventory.target.staging_shared_home is not None,
+        reconcile=pool.reconcile({n.node.name: n.host for n in nodes}),
         before=(EnableUpgradeMode(settle_seconds=settle),),
         rolling=tuple(
             NodeWork(name, by_name[name].rolling(), by_name[name].rollback(), upgraded=by_name[name].upgraded)
             for name in least_busy_order(inventory.nodes, facts.cluster)
         ),
         cancel=(CancelUpgradeMode(settle_seconds=settle),),
-        finalize=(_finalize(inventory, facts.cluster, settle),),
+        finalize=(
+            Finalize(
+                settle_seconds=settle,
+                tasks_seconds=max(node.timeouts.finalize_seconds for node in inventory.nodes),
+            ),
+        ),
         prune=_prune(inventory, nodes, facts),
         new_installs={n.node.name: n.new_install for n in nodes},
-        notes=notes(inventory),
+        notes=(*notes(inventory), *balancer_notes(facts)),
     )
-
-
-def _finalize(inventory: Inventory, cluster: ClusterInfo, settle: float) -> Step:
-    """Approve; or, resuming after UPGRADE_TASKS_FAILED (the cause fixed), run the upgrade tasks again."""
-    tasks = max(node.timeouts.finalize_seconds for node in inventory.nodes)
-    if cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
-        return RetryFinalize(tasks_seconds=tasks)
-    return Finalize(settle_seconds=settle, tasks_seconds=tasks)
 
 
 class _NodeUpgrade:
@@ -114,9 +122,11 @@ class _NodeUpgrade:
         archive: Archive,
         source: str,
         carried: tuple[CarriedFile, ...],
+        pool: PoolPlan,
     ) -> None:
         assert found.old_install is not None
         self.node = node
+        self.pool = pool
         self.host = Host(node, found.login_user)
         self.found = found
         self.archive = archive
@@ -172,16 +182,19 @@ class _NodeUpgrade:
         return StartNode(self.host, self.new_install, self._service_install(self.new_install), self.archive.version)
 
     def rolling(self) -> tuple[Step, ...]:
+        back = self.pool.put_back(self.host)
         if self.upgraded:
-            return (self._start_new(),)  # started if a run stopped before it came back; else already done
+            return (self._start_new(), *back)  # started if a run stopped before it came back; else already done
         assert self.old_install is not None
         return (
+            *self.pool.take_out(self.host),
             StopNode(self.host, self.old_install, self._service_install(self.old_install)),
             PointHome(self.host, self.new_install, self.archive.stock_files.get(INIT_PROPERTIES, "")),
             CopyDriver(self.host, self.old_install, self.new_install, self.drivers),
             CarryCustomizations(self.host, self.old_install, self.new_install, self.carried),
             self._repoint(),
             self._start_new(),
+            *back,
         )
 
     def rollback(self) -> tuple[Step, ...]:
@@ -189,9 +202,11 @@ class _NodeUpgrade:
         if self.old_install is None:
             return ()
         # The service definition as the forward repoint leaves it: the text the way back starts from.
-        upgraded_definition = self._repoint().reversed().definition_text
-        return back_to_source(
-            self.host, self.paths, self.new_install, self.old_install, upgraded_definition, self.source
+        definition = self._repoint().reversed().definition_text
+        return (
+            *self.pool.maint_only(self.host),  # it has failed: nothing to drain for, out at once
+            *back_to_source(self.host, self.paths, self.new_install, self.old_install, definition, self.source),
+            *self.pool.put_back(self.host),
         )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluo.api.base import ClusterInfo
+from confluo.loadbalancer.base import AdminState, ServerState
 
 SERVICE_FILE_KEY = "@service"  # where the service definition's text goes in NodeFacts.files
 
@@ -51,6 +53,18 @@ class Archive:
 
 
 @dataclass(frozen=True)
+class BalancerFacts:
+    """The load balancer as the probe read it: each node's server state, by node name, and how each change
+    would be made by hand. `problems`: why it cannot be used (unreachable, a node not in it)."""
+
+    kind: str
+    states: Mapping[str, ServerState] = field(default_factory=dict)
+    commands: Mapping[str, Mapping[AdminState, str]] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the read-only probes found."""
 
@@ -64,6 +78,7 @@ class Facts:
     base_archive_error: str | None = None
     resolved: dict[tuple[str, str], str] = field(default_factory=dict)  # resolved files' text, by (node, file)
     resolve_errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    balancer: BalancerFacts | None = None  # None: the inventory has no load balancer
 
     def for_node(self, name: str) -> NodeFacts:
         return next(facts for facts in self.nodes if facts.node == name)

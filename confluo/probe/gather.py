@@ -134,6 +134,7 @@ def cluster_status(inventory: Inventory, remotes: Mapping[str, Remote], api: Clu
                 "version_on_disk": versions.get(info.id),
                 "tasks": info.tasks,
                 "users": info.active_users,
+                "finalization_errors": list(info.finalization_errors),
             }
             for info in cluster.nodes
         ],

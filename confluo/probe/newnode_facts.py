@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluo.api.base import ClusterInfo
-from confluo.probe.facts import NodeFacts
+from confluo.probe.facts import BalancerFacts, NodeFacts
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,4 @@ class AddNodeFacts:
     donor: DonorFacts
     new_host: NewHostFacts
     local_free_mb: int | None = None  # on this machine, where the copies pass through
+    balancer: BalancerFacts | None = None  # the new node's server, as the load balancer knows it (or not)

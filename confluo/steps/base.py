@@ -16,6 +16,7 @@ from confluo.api.base import ClusterApi
 from confluo.errors import ConfluoError, ExitCode
 from confluo.inventory import Node
 from confluo.layout import PID_FILE
+from confluo.loadbalancer.base import LoadBalancer
 from confluo.transport.base import quote_argv
 from confluo.transport.remote import Command, Remote, contents_not_logged
 from confluo.waits import SYSTEM_CLOCK, Clock
@@ -32,6 +33,9 @@ class StepKind(enum.Enum):
     CARRY = "carry customizations"
     REPOINT = "repoint service"
     START = "start"
+    DRAIN = "drain in load balancer"
+    MAINT = "out of load balancer"
+    READY = "back in load balancer"
     PRUNE = "remove"
     UPGRADE_MODE_ON = "POST /rest/zdu/start"
     UPGRADE_MODE_OFF = "POST /rest/zdu/cancel"
@@ -100,6 +104,7 @@ class StepContext:
     remote: Remote | None = None  # None for the cluster-wide steps
     clock: Clock = SYSTEM_CLOCK
     on_wait: Callable[[str], None] = field(default=lambda observed: None)
+    balancer: LoadBalancer | None = None  # None: the inventory has none, and no pool step is planned
     peers: Mapping[str, Remote] = field(default_factory=dict)  # every node's remote: add-node copies from a donor
 
     def peer(self, name: str) -> Remote:
@@ -109,6 +114,11 @@ class StepContext:
     def shell(self) -> Remote:
         assert self.remote is not None, "a node step runs with its node's remote"
         return self.remote
+
+    @property
+    def pool(self) -> LoadBalancer:
+        assert self.balancer is not None, "a load-balancer step runs with the inventory's load balancer"
+        return self.balancer
 
     def check(self, script: str, *args: str) -> bool:
         """A read-only check on the node: true when the bash snippet exits 0."""

@@ -210,6 +210,11 @@ class SshTransport:
             self._connection.close()
             self._connection = None
 
+    def _drop_interrupted(self) -> None:
+        """Ctrl-C or SIGTERM raised inside paramiko may leave its send lock held, and the next command on this
+        connection would wait for it forever: the command that brings the node back gets a new connection."""
+        self.close()
+
     # -- commands ---------------------------------------------------------------------------------------
 
     def run(
@@ -232,6 +237,9 @@ class SshTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise ConnectionLost(f"{self.node}: the SSH connection broke during `{command}`: {exc}") from exc
+        except KeyboardInterrupt:
+            self._drop_interrupted()
+            raise
         return finished(self.node, command, status, stdout, stderr, started, check=check)
 
     def _stream(
@@ -256,6 +264,9 @@ class SshTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise ConnectionLost(f"{self.node}: the SSH connection broke while sending {local_path}: {exc}") from exc
+        except KeyboardInterrupt:
+            self._drop_interrupted()
+            raise
         return finished(self.node, command, status, stdout, stderr, started, check=check)
 
     def upload(self, local_path: str, remote_path: str, *, timeout: float, offset: int = 0) -> int:

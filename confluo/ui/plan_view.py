@@ -9,6 +9,7 @@ from rich.table import Table
 
 from confluo.api.base import cluster_entry
 from confluo.inventory import Node
+from confluo.loadbalancer.base import ServerState
 from confluo.plan.model import Plan
 from confluo.probe.facts import Facts
 from confluo.steps.base import FileChange, Step
@@ -32,12 +33,27 @@ def plan_summary(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> list[str]:
         staged = "; archive already staged" if found.staged_bytes else ""
         lines.append(f"  {found.node}: {load}{found.old_install}{target}; {found.free_mb} MB free{staged}")
     lines += [f"  note: {note}" for note in plan.notes]
-    return lines
+    return lines + _balancer_lines(facts)
+
+
+def _balancer_lines(facts: Facts) -> list[str]:
+    balancer = facts.balancer
+    if balancer is None:
+        return []
+    states = ", ".join(f"{name} {_lb_state(state)}" for name, state in balancer.states.items())
+    return [f"  load balancer ({balancer.kind}): {states}"]  # its warnings are among the plan's notes
+
+
+def _lb_state(state: ServerState) -> str:
+    health = {True: "UP", False: "DOWN", None: ""}[state.healthy]
+    return " ".join(part for part in (state.admin.value, health) if part)
 
 
 def plan_as_text(plan: Plan, facts: Facts, nodes: Sequence[Node]) -> str:
     if plan.nothing_to_do:
         return f"{plan.cluster_name}: every node already runs {plan.target_version}; nothing to do.\n"
+    if plan.goal != "upgrade":  # what is left of an upgrade is its finalization
+        return recovery_plan_as_text(plan)
     lines = plan_summary(plan, facts, nodes) + _step_lines(plan) + _rollback_lines(plan)
     lines.append("")
     return "\n".join(lines)
@@ -134,6 +150,21 @@ def plan_as_json(plan: Plan, facts: Facts) -> dict[str, Any]:
             work.node: [{"step": s.name, "commands": list(s.describe().commands)} for s in work.rollback]
             for work in plan.rolling
         },
+        "load_balancer": _balancer_json(facts),
+    }
+
+
+def _balancer_json(facts: Facts) -> dict[str, Any] | None:
+    balancer = facts.balancer
+    if balancer is None:
+        return None
+    return {
+        "kind": balancer.kind,
+        "servers": {
+            name: {"server": st.server, "admin": st.admin.value, "healthy": st.healthy, "sessions": st.sessions}
+            for name, st in balancer.states.items()
+        },
+        "warnings": list(balancer.warnings),
     }
 
 
@@ -164,11 +195,15 @@ def status_table(cluster_name: str, report: dict[str, Any]) -> Table:
     table = Table(title=f"{cluster_name}: {report['state']}, upgrade mode {mode}")
     columns = {"node": "name", "state": "state", "version": "version", "on disk": "version_on_disk"}
     columns |= {"tasks": "tasks", "users": "users"}
+    if any("lb" in row for row in report["nodes"]):
+        columns["load balancer"] = "lb"
     for title in columns:
         table.add_column(title)
     for row in report["nodes"]:
-        table.add_row(*(str(row[key]) for key in columns.values()))
-    captions = []
+        table.add_row(*(str(row.get(key, "-")) for key in columns.values()))
+    captions = [f"{row['name']}: {error}" for row in report["nodes"] for error in row.get("finalization_errors", ())]
+    if report.get("next"):
+        captions.append(f"to continue once the cause is fixed: {report['next']}")
     run = report.get("unfinished_run")
     if run:
         captions.append(

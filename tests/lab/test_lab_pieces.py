@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from confluo.lab import balancer, hosts, inventory_writer, lifecycle, model, slots
+from confluo.lab import balancer, balancer_configs, hosts, inventory_writer, lifecycle, model, slots
 from confluo.lab.hosts import LabError
 
-SERVERS = [balancer.Server("node1", "127.0.0.11", 8090), balancer.Server("node2", "127.0.0.12", 8090)]
+SERVERS = [balancer_configs.Server("node1", "127.0.0.11", 8090), balancer_configs.Server("node2", "127.0.0.12", 8090)]
 
 
 def test_next_bugfix_version_increments_the_patch_number() -> None:
@@ -52,7 +53,7 @@ def test_sshd_config_uses_absolute_paths_and_no_passwords(tmp_path: Path) -> Non
 
 def test_haproxy_config_checks_status_for_running_and_keeps_sessions_on_their_node(tmp_path: Path) -> None:
     lb = balancer.Balancer("haproxy", tmp_path, "127.0.0.10", socket_gid=1234)
-    text = balancer.haproxy_config_text(lb, SERVERS)
+    text = balancer_configs.haproxy_config_text(lb.files, SERVERS)
     for line in (
         f"stats socket {tmp_path}/haproxy.sock mode 660 level admin gid 1234",
         f"server-state-file {tmp_path}/server-state",
@@ -60,22 +61,71 @@ def test_haproxy_config_checks_status_for_running_and_keeps_sessions_on_their_no
         "option httpchk GET /status",
         "http-check expect string RUNNING",
         "cookie JSESSIONID prefix nocache",
-        "option redispatch",
-        "retry-on conn-failure empty-response response-timeout 503",
         "bind 127.0.0.10:8080",
         "server node1 127.0.0.11:8090 cookie node1",
         "server node2 127.0.0.12:8090 cookie node2",
     ):
         assert line in text
+    # As production runs it: a failed request is not sent to another server, so only a drain protects users.
+    assert "redispatch" not in text and "retry-on" not in text
+    forgiving = balancer_configs.haproxy_config_text(replace(lb, retries=True).files, SERVERS)
+    assert "option redispatch 1" in forgiving
+    assert "retry-on conn-failure empty-response response-timeout 503" in forgiving
 
 
-def test_nginx_upstream_marks_a_node_down_and_retries_on_502_503(tmp_path: Path) -> None:
-    upstream = balancer.nginx_upstream_text(SERVERS, frozenset({"node2"}))
+def test_nginx_keeps_its_default_next_upstream_unless_asked_to_retry(tmp_path: Path) -> None:
+    upstream = balancer_configs.nginx_upstream_text(SERVERS, frozenset({"node2"}))
+    assert "hash $cookie_JSESSIONID consistent;" in upstream
     assert "server 127.0.0.11:8090 max_fails=1 fail_timeout=2s;" in upstream
     assert "server 127.0.0.12:8090 max_fails=1 fail_timeout=2s down;" in upstream
-    config = balancer.nginx_config_text(balancer.Balancer("nginx", tmp_path, "127.0.0.10"))
-    assert "proxy_next_upstream error timeout http_502 http_503;" in config
+    lb = balancer.Balancer("nginx", tmp_path, "127.0.0.10")
+    config = balancer_configs.nginx_config_text(lb.files)
+    assert "proxy_next_upstream" not in config
     assert f"include {tmp_path}/upstream.conf;" in config
+    forgiving = balancer_configs.nginx_config_text(replace(lb, retries=True).files)
+    assert "proxy_next_upstream error timeout http_502 http_503 non_idempotent;" in forgiving
+
+
+def test_apache_config_is_sticky_health_checked_and_has_a_loopback_manager(tmp_path: Path) -> None:
+    lb = balancer.Balancer("apache", tmp_path, "127.0.0.10")
+    text = balancer_configs.apache_config_text(lb.files, SERVERS, user="nobody", group="nogroup")
+    assert 'BalancerMember "http://127.0.0.11:8090" route=node1 retry=1 hcmethod=GET hcuri=/status' in text
+    assert "ProxySet stickysession=ROUTEID" in text
+    assert "SetHandler balancer-manager" in text and "Require ip 127.0.0.0/8" in text
+    assert lb.manager_url == "http://127.0.0.10:8080/balancer-manager"
+
+
+def _lab(tmp_path: Path, lb: str, mode: str = "ssh") -> model.Lab:
+    lab = model.Lab(dir=tmp_path, slot=5, mode=mode, version="9.2.13", db="mysql", lb=lb, timings=model.Timings(),
+                    admin_password="pw", node_count=2)  # fmt: skip
+    lab.next_archive.write_bytes(b"archive")
+    lab.source_archive.write_bytes(b"the running release")  # the inventory names it as the merge's base
+    return lab
+
+
+@pytest.mark.parametrize("kind", ["haproxy", "nginx", "apache"])
+def test_the_inventory_names_the_load_balancer_and_each_nodes_server_in_it(tmp_path: Path, kind: str) -> None:
+    from confluo.inventory import load_inventory
+
+    lab = _lab(tmp_path, kind, mode="local")
+    document = inventory_writer.inventory_document(lab)
+    section = document["load_balancer"]
+    assert section["kind"] == kind and section["on_drain_timeout"] == "continue"
+    servers = [node["lb_server"] for node in document["nodes"]]
+    assert servers == (["127.0.5.11:8090", "127.0.5.12:8090"] if kind == "nginx" else ["node1", "node2"])
+    if kind == "haproxy":
+        assert section["socket"] == f"{tmp_path}/lb/haproxy.sock" and section["backend"] == "confluence"
+    if kind == "nginx":
+        assert section["upstream_file"] == f"{tmp_path}/lb/upstream.conf"
+        assert (
+            section["reload_command"].endswith("-s reload")
+            and f"-c {tmp_path}/lb/nginx.conf" in section["reload_command"]
+        )
+    if kind == "apache":
+        assert section["balancer_manager_url"] == "http://127.0.5.10:8080/balancer-manager"
+    lab.password_file.write_text("pw\n")
+    inventory_writer.write_inventory(lab)
+    assert load_inventory(lab.inventory).load_balancer is not None
 
 
 def test_show_servers_state_is_read_as_maint_drain_up_down() -> None:
@@ -126,7 +176,7 @@ def test_up_refuses_a_dir_the_node_users_cannot_reach(tmp_path: Path) -> None:
     [
         (model.LabOptions(nodes=0), "--nodes"),
         (model.LabOptions(db="oracle"), "--db"),
-        (model.LabOptions(lb="apache"), "--lb"),
+        (model.LabOptions(lb="traefik"), "--lb"),
         (model.LabOptions(version="nine"), r"X\.Y\.Z"),
     ],
 )

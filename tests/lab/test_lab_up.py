@@ -126,8 +126,14 @@ def test_sudo_allows_the_upgrade_commands_and_refuses_the_rest(shared_lab: LabHa
     allowed = shared_lab.ssh("node1", f"sudo -n /usr/bin/mkdir -p {scratch}")
     assert allowed.returncode == 0, allowed.stderr
     assert scratch.is_dir() and scratch.stat().st_uid == 0  # created as root
-    refusals = ("/usr/bin/id", "/bin/sh -c true", "/usr/bin/vi /etc/passwd", "/usr/bin/chmod 777 /tmp",
-                "/usr/bin/cat /etc/shadow", f"/usr/bin/test -d {scratch}")  # none of the README's commands
+    refusals = (
+        "/usr/bin/id",
+        "/bin/sh -c true",
+        "/usr/bin/vi /etc/passwd",
+        "/usr/bin/chmod 777 /tmp",
+        "/usr/bin/cat /etc/shadow",
+        f"/usr/bin/test -d {scratch}",
+    )  # none of the README's commands
     for command in refusals:
         refused = shared_lab.ssh("node1", f"sudo -n {command}")
         assert refused.returncode != 0, command

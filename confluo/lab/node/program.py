@@ -43,7 +43,9 @@ _STATUS = {  # node state -> what /status answers
     ERROR: (500, "ERROR"),
     FIRST_RUN: (200, "FIRST_RUN"),
 }
-_SERVING = {ACTIVE, RUNNING_FINALIZE, TASKS_FAILED, DRAINING, TERMINATING}
+# From its stop on a node turns users away (503) while /status says STOPPING, as Tomcat does for its load
+# balancer; requests already in flight finish.
+_SERVING = {ACTIVE, RUNNING_FINALIZE, TASKS_FAILED, DRAINING}
 
 
 class NodeProgram:
