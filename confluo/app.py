@@ -77,10 +77,12 @@ def open_session(
     listeners: Sequence[CommandListener] = (),
     masker: Masker | None = None,
     ports: Ports | None = None,
+    load: Callable[[Path], Inventory] | None = None,
 ) -> Session:
-    """Everything is validated (inventory, secrets) before any host is contacted."""
+    """Everything is validated (inventory, secrets) before any host is contacted. `load`: how the inventory is
+    read, where it is not the file as it is (add-node's, with the new node added)."""
     ports = ports or Ports()
-    inventory = load_inventory(inventory_path, target_version=target_version)
+    inventory = load(inventory_path) if load else load_inventory(inventory_path, target_version=target_version)
     masker = masker or Masker()
     credentials = inventory.cluster.credentials
     secret = credentials.secret.resolve()

@@ -49,3 +49,13 @@ def node_paths(node: Node, version: str, login_home: str, shared_home: str | Non
     assert node.install.path is not None
     root = posixpath.dirname(str(node.install.path).rstrip("/"))
     return NodePaths(None, root, posixpath.join(root, f"atlassian-confluence-{version}"), staged)
+
+
+# confluo add-node: what a running node writes and a new node rebuilds is not copied (the search index is
+# recovered at start-up from the shared home's snapshot or another node; its journal position goes with it).
+HOME_NOT_COPIED = (
+    "index", "journal", "logs", "temp", "analytics-logs", "plugins-cache", "plugins-osgi-cache", "plugins-temp",
+    "bundled-plugins", "webresource-temp", "thumbnails", "viewfile",
+)  # fmt: skip
+CLONE_MARKER = ".confluo-clone"  # in a tree confluo copied for a new node: `node=<name>`, so a re-run knows it
+CFG_XML = "confluence.cfg.xml"

@@ -148,11 +148,13 @@ def lab_options(
     local: bool = False,
     lb_retries: bool = False,
     synchrony: int = 0,
+    spare_hosts: int = 0,
 ) -> model.LabOptions:
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
     return model.LabOptions(
         nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries,
         synchrony=synchrony,
+        spare_hosts=spare_hosts,
     )
 
 

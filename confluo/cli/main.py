@@ -7,7 +7,7 @@ import signal
 import click
 
 from confluo import __version__
-from confluo.cli import inventory, lb, lock, operate, recover, upgrade, verify
+from confluo.cli import add_node, inventory, lb, lock, operate, recover, upgrade, verify
 from confluo.cli.env import Env
 from confluo.cli.options import EXIT_CODES_HELP
 from confluo.errors import Terminated
@@ -24,7 +24,7 @@ def cli(ctx: click.Context) -> None:
 
 for command in (upgrade.plan, upgrade.upgrade, upgrade.status, recover.rollback, recover.cancel, recover.finalize):
     cli.add_command(command)
-for command in (operate.restart, verify.verify, lock.lock, lb.lb, inventory.inventory, lab):
+for command in (operate.restart, add_node.add_node, verify.verify, lock.lock, lb.lb, inventory.inventory, lab):
     cli.add_command(command)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -15,6 +15,7 @@ import click
 from confluo.app import Session, open_session
 from confluo.cli.env import Env
 from confluo.errors import ConfluoError, ExitCode, NothingChanged, Terminated
+from confluo.inventory import Inventory
 from confluo.secrets import Masker
 from confluo.ui.log import CommandLog
 
@@ -37,6 +38,7 @@ def session_for(
     as_json: bool = False,
     read_only: bool = False,
     interrupted_hint: str = INTERRUPTED_HINT,
+    load: Callable[[Path], Inventory] | None = None,
 ) -> Iterator[Session]:
     """Opens the session and turns every way a command can end into its message, its hint and its exit code.
     `read_only`: the command changes nothing, so no failure of it may claim that changes began.
@@ -55,6 +57,7 @@ def session_for(
             listeners=[log.command] if log else [],
             masker=masker,
             ports=env.ports,
+            load=load,
         )
         yield session
     except ConfluoError as exc:

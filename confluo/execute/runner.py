@@ -263,6 +263,7 @@ class Runner:
             clock=self.clock,
             on_wait=lambda observed: self.events.emit("waiting", observed, node=node, phase=phase),
             balancer=self.balancer,
+            peers=self.remotes,
         )
         kind = step.kind.name.lower()
         try:

@@ -15,7 +15,7 @@ from typing import Any
 
 from confluo.errors import InventoryError
 from confluo.inventory.build import validate_document
-from confluo.inventory.load import InventoryReadError, read_document
+from confluo.inventory.load import InventoryReadError, parse_document, read_document
 from confluo.inventory.model import (
     DEFAULT_CUSTOMIZATION_FILES,
     SYNCHRONY_JAR,
@@ -53,6 +53,20 @@ def load_inventory(path: Path, *, target_version: str | None = None) -> Inventor
     inventory, problems = _validate(path, target_version)
     if inventory is None:
         raise InventoryError(problems, source=str(path), hint=f"fix them, then: confluo plan -i {path}")
+    return inventory
+
+
+def load_inventory_text(text: str, path: Path, *, source: str) -> Inventory:
+    """`text` validated as if it were the file at `path` (relative paths resolve beside it): the inventory
+    confluo would write, checked before it is. `source` names it in every problem."""
+    try:
+        document = parse_document(text)
+    except InventoryReadError as error:
+        raise InventoryError([render(p, {}, {}) for p in error.problems], source=source) from None
+    inventory, problems = validate_document(document, path, None)
+    if inventory is None:
+        rendered = (render(problem, document.values, document.keys) for problem in problems)
+        raise InventoryError(dict.fromkeys(rendered), source=source)
     return inventory
 
 
@@ -140,4 +154,5 @@ __all__ = [
     "check_inventory",
     "json_schema",
     "load_inventory",
+    "load_inventory_text",
 ]

@@ -37,6 +37,7 @@ class Server:
     name: str
     address: str
     port: int
+    prepared: bool = False  # added ahead of its node (a spare host's): out of the pool until confluo puts it in
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ def haproxy_config_text(files: Files, servers: Sequence[Server]) -> str:
     directory = files.directory
     socket_owner = f" gid {files.socket_gid}" if files.socket_gid is not None else ""
     # weight 100, so that a weight ramp (25%, 50%, ...) has steps to take: with the default 1, 25% is 0.
+    # A prepared server is put in maintenance through the runtime API once HAProxy runs (as an administrator
+    # would): a server `disabled` in the configuration cannot be made ready at runtime.
     server_lines = [f"    server {s.name} {s.address}:{s.port} cookie {s.name} weight 100" for s in servers]
     forgiving = [
         # A failed request is sent again to another server: a stopping node costs no error, drained or not.
@@ -143,7 +146,7 @@ def nginx_upstream_text(servers: Sequence[Server], down: frozenset[str] = frozen
     # Open-source nginx keeps a session on its node by hashing the session cookie (no sticky module).
     lines = [f"upstream {BACKEND} {{", "    hash $cookie_JSESSIONID consistent;"]
     for s in servers:
-        marker = " down" if s.name in down else ""
+        marker = " down" if s.name in down or s.prepared else ""
         lines.append(f"    server {s.address}:{s.port} max_fails=1 fail_timeout=2s{marker};  # {s.name}")
     return "\n".join([*lines, "}", ""])
 
@@ -157,7 +160,7 @@ def apache_config_text(files: Files, servers: Sequence[Server], *, user: str, gr
     directory = files.directory
     members = [
         f'    BalancerMember "http://{s.address}:{s.port}" route={s.name} retry=1 '
-        "hcmethod=GET hcuri=/status hcinterval=1 hcpasses=1 hcfails=1"
+        "hcmethod=GET hcuri=/status hcinterval=1 hcpasses=1 hcfails=1" + (" status=+D" if s.prepared else "")
         for s in servers
     ]
     return "\n".join(

@@ -74,6 +74,8 @@ def lab() -> None:
     show_default=True,
     help="How often each node's search index takes new content (a search misses a page that new).",
 )
+@click.option("--spare-hosts", type=click.IntRange(0, model.MAX_NODES), default=0, show_default=True,
+              help="Hosts with sshd and a login user but no Confluence, for `confluo add-node`.")
 @click.option("--local", is_flag=True, help=f"Local mode even where ssh is possible (or {hosts.MODE_ENV}=local).")
 @click.option(
     "--synchrony", type=click.IntRange(0, model.MAX_SYNCHRONY), default=0, show_default=True,
@@ -91,6 +93,7 @@ def up(
     stop_seconds: float,
     finalize_seconds: float,
     index_seconds: float,
+    spare_hosts: int,
     local: bool,
     synchrony: int,
 ) -> None:
@@ -99,6 +102,7 @@ def up(
     options = model.LabOptions(
         nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries,
         synchrony=synchrony,
+        spare_hosts=spare_hosts,
     )
     began = time.monotonic()
     started = lifecycle.up(lab_dir, options, progress=lambda line: click.echo(f"  {line}", err=True))
@@ -106,6 +110,7 @@ def up(
     if not started.ssh:
         click.echo(f"LOCAL MODE: {local_mode_reason(local)}; nodes run as you, without sshd or sudo.")
     extra = f", {synchrony} Synchrony nodes serving" if synchrony else ""
+    extra += f", {spare_hosts} spare host{'s' if spare_hosts != 1 else ''}" if spare_hosts else ""
     click.echo(f"Lab up in {elapsed:.1f} s: {nodes} nodes ACTIVE{extra}, {version}, slot {started.slot}, {started.dir}")
     click.echo(render_status(lab_status(started.dir)))
 
@@ -166,7 +171,12 @@ def render_status(report: dict[str, Any]) -> str:
         problems = "; ".join(host["problems"]) or "-"
         rows.append((host["name"], host["address"], "SYNCHRONY", f"heartbeat {host['heartbeat']}",
                      host["version"] or "-", str(host["pid"] or "-"), login, problems))  # fmt: skip
-    return "\n".join(lines + table(rows))
+    spare_rows: list[tuple[str, ...]] = [("SPARE HOST", "ADDRESS", "LOGIN", "INSTALL BASE", "HOME")]
+    for spare in report.get("spare_hosts") or []:
+        login = f"{spare['ssh']['user']}@{spare['ssh']['host']}" if spare.get("ssh") else "-"
+        spare_rows.append((spare["name"], spare["address"], login, spare["install_base"], spare["home"]))
+    spare_lines = ["", *table(spare_rows)] if len(spare_rows) > 1 else []
+    return "\n".join(lines + table(rows) + spare_lines)
 
 
 def _on_off(cluster_state: dict[str, Any]) -> str:

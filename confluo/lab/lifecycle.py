@@ -17,11 +17,11 @@ import secrets
 import shutil
 import sqlite3
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from confluo.lab import balancer, hosts, provision, tarball
+from confluo.lab import balancer, hosts, provision, spares, tarball
 from confluo.lab import synchrony as synchrony_hosts
 from confluo.lab.hosts import LabError
 from confluo.lab.inventory_writer import write_inventory
@@ -78,6 +78,7 @@ def up(lab_dir: Path, options: LabOptions, progress: Progress = lambda _: None) 
         node_count=options.nodes,
         lb_retries=options.lb_retries,
         synchrony_count=options.synchrony,
+        spare_count=options.spare_hosts,
     )
     save(lab)  # from here on `down` can clean up, even if this process dies
     try:
@@ -122,7 +123,9 @@ def _build(lab: Lab, progress: Progress) -> None:
     _parallel(lambda node: _provision_node(lab, node, archive), lab.nodes)
     for synchrony in lab.synchrony:
         synchrony_hosts.provision(lab, synchrony)
-    sshds = [n.sshd for n in lab.nodes] + [s.sshd for s in lab.synchrony]
+    for spare in lab.spares:
+        spares.prepare(lab, spare)
+    sshds = [*(n.sshd for n in lab.nodes), *(s.sshd for s in lab.synchrony), *(s.sshd for s in lab.spares)]
     if lab.ssh:
         progress("starting one sshd per host")
         _parallel(hosts.start_sshd, sshds)
@@ -145,7 +148,7 @@ def _build(lab: Lab, progress: Progress) -> None:
     write_inventory(lab)
 
 
-def _parallel(action: Callable[[T], object], nodes: list[T]) -> None:
+def _parallel(action: Callable[[T], object], nodes: Sequence[T]) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         for future in [pool.submit(action, node) for node in nodes]:
             future.result()
@@ -157,7 +160,8 @@ def _create_accounts(lab: Lab) -> None:
     keys = lab.client_key.parent
     keys.mkdir(mode=0o700)
     public_key = hosts.generate_key(lab.client_key, f"confluo-lab-{lab.slot}").read_text()
-    users = [user for user in [n.user for n in lab.nodes] + [s.user for s in lab.synchrony] if user is not None]
+    every = [*(n.user for n in lab.nodes), *(s.user for s in lab.synchrony), *(s.user for s in lab.spares)]
+    users = [user for user in every if user is not None]
     for user in users:
         hosts.create_user(user, hosts.group_name(lab.slot), public_key)
     hosts.install_sudoers(lab.slot, users)
@@ -228,6 +232,7 @@ def _provision_node(lab: Lab, node: Node, archive: Path) -> None:
         db_file=lab.db_file,
         db_kind=lab.db,
         build_number=build_number_for(lab.version),
+        peers=",".join(n.address for n in lab.nodes),
     )
     if node.user is not None:
         _give_to_node_user(lab, node, install)
@@ -247,7 +252,14 @@ def _start_balancer(lab: Lab, lb: balancer.Balancer) -> None:
     lb.directory.mkdir(mode=0o750)
     if lab.group is not None:
         shutil.chown(lb.directory, group=lab.group)
-    balancer.start(lb, [balancer.Server(n.name, n.address, HTTP_PORT) for n in lab.nodes])
+    servers = [balancer.Server(n.name, n.address, HTTP_PORT) for n in lab.nodes]
+    # A spare host's server is there ahead of its node, out of the pool, named for the node it is meant to carry.
+    servers += [balancer.Server(spare.node_name, spare.address, HTTP_PORT, prepared=True) for spare in lab.spares]
+    balancer.start(lb, servers)
+    if lb.kind == balancer.HAPROXY and lb.socket is not None:
+        for server in servers:
+            if server.prepared:
+                balancer.set_haproxy_server_state(lb.socket, server.name, "maint")
 
 
 # --- down -----------------------------------------------------------------------------------------------
@@ -288,7 +300,7 @@ def _stop_nodes(lab: Lab) -> None:
 
 def _stop_sshds(lab: Lab) -> None:
     if lab.ssh:
-        for sshd in [n.sshd for n in lab.nodes] + [s.sshd for s in lab.synchrony]:
+        for sshd in [*(n.sshd for n in lab.nodes), *(s.sshd for s in lab.synchrony), *(s.sshd for s in lab.spares)]:
             hosts.stop_sshd(sshd, sessions=True)
 
 

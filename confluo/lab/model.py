@@ -45,6 +45,7 @@ class LabOptions:
     local: bool = False  # force local mode even where ssh mode is possible
     lb_retries: bool = False  # the load balancer re-sends failed requests to another server (hides a stop)
     synchrony: int = 0  # standalone Synchrony hosts
+    spare_hosts: int = 0  # hosts with sshd and a login user but no Confluence, for `confluo add-node`
 
 
 def validate(options: LabOptions) -> None:
@@ -53,6 +54,8 @@ def validate(options: LabOptions) -> None:
         raise LabError(f"--nodes must be between 1 and {MAX_NODES}, not {options.nodes}")
     if not 0 <= options.synchrony <= MAX_SYNCHRONY:
         raise LabError(f"--synchrony must be between 0 and {MAX_SYNCHRONY}, not {options.synchrony}")
+    if not 0 <= options.spare_hosts <= MAX_NODES - options.nodes:
+        raise LabError(f"--spare-hosts must be between 0 and {MAX_NODES - options.nodes}, not {options.spare_hosts}")
     if options.db not in DATABASES:
         raise LabError(f"--db must be one of {', '.join(DATABASES)}, not {options.db!r}")
     if options.lb not in LB_KINDS:
@@ -155,6 +158,47 @@ class SynchronyHost:
 
 
 @dataclass(frozen=True)
+class SpareHost:
+    """A host prepared like a node's (its own address, sshd and login user; the shared home at the same path)
+    with no Confluence on it: where `confluo add-node` puts a new node."""
+
+    lab_dir: Path
+    index: int  # spare1, spare2, ...
+    number: int  # its place after the nodes: its address and user continue theirs
+    slot: int
+    user: str | None
+
+    @property
+    def name(self) -> str:
+        return f"spare{self.index}"
+
+    @property
+    def address(self) -> str:
+        return node_address(self.slot, self.number)
+
+    @property
+    def node_name(self) -> str:
+        """The node it is meant to carry (its load-balancer server's name): the next after the lab's nodes."""
+        return f"node{self.number}"
+
+    @property
+    def host_root(self) -> Path:
+        return self.lab_dir / "hosts" / self.name
+
+    @property
+    def install_base(self) -> Path:
+        return self.host_root / "opt/atlassian/confluence"
+
+    @property
+    def home(self) -> Path:
+        return self.host_root / "var/atlassian/application-data/confluence"
+
+    @property
+    def sshd(self) -> hosts.Sshd:
+        return hosts.Sshd(self.host_root / "sshd", self.address, self.user or "")
+
+
+@dataclass(frozen=True)
 class Lab:
     """What lab.json records: enough to find, inspect and tear down every piece."""
 
@@ -170,6 +214,7 @@ class Lab:
     state: str = "starting"  # "starting" while `up` runs, then "up"
     lb_retries: bool = False
     synchrony_count: int = 0
+    spare_count: int = 0
 
     @property
     def ssh(self) -> bool:
@@ -188,6 +233,11 @@ class Lab:
 
     def synchrony_host(self, name: str) -> SynchronyHost | None:
         return next((host for host in self.synchrony if host.name == name), None)
+
+    @property
+    def spares(self) -> list[SpareHost]:
+        numbers = range(self.node_count + 1, self.node_count + self.spare_count + 1)
+        return [SpareHost(self.dir, j, k, self.slot, self.user_of(k)) for j, k in enumerate(numbers, 1)]
 
     @property
     def node_names(self) -> set[str]:
@@ -306,6 +356,7 @@ def save(lab: Lab) -> None:
         "admin": {"username": ADMIN_USER, "password": lab.admin_password},
         "nodes": [{"name": n.name, "address": n.address, "user": n.user} for n in lab.nodes],
         "synchrony": [{"name": s.name, "address": s.address, "user": s.user} for s in lab.synchrony],
+        "spare_hosts": [{"name": s.name, "address": s.address, "user": s.user} for s in lab.spares],
     }
     path = lab_json(lab.dir)
     draft = path.with_suffix(".json.new")
@@ -338,4 +389,5 @@ def load(lab_dir: Path) -> Lab:
         state=record.get("state", "up"),
         lb_retries=bool(record.get("lb_retries", False)),
         synchrony_count=len(record.get("synchrony", [])),
+        spare_count=len(record.get("spare_hosts", [])),
     )

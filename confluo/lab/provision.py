@@ -252,6 +252,7 @@ def create_home(
     db_file: Path,
     db_kind: str,
     build_number: int,
+    peers: str = "",
 ) -> None:
     """Create a set-up local home: confluence.cfg.xml of a cluster node, and logs/.
 
@@ -268,6 +269,7 @@ def create_home(
         "confluence.cluster.join.type": "tcp_ip",
         "confluence.database.choice": kind,
         "finalizedBuildNumber": str(build_number),
+        "hibernate.c3p0.max_size": "60",  # Confluence's default pool: one node's share of the database's connections
         "hibernate.connection.driver_class": _JDBC_DRIVERS[kind],
         "hibernate.connection.url": _JDBC_URLS[kind],
         "hibernate.connection.username": "confluence",
@@ -275,6 +277,8 @@ def create_home(
         "lab.database.file": str(db_file),
         NODE_ID_PROPERTY: _existing_node_id(cfg) or secrets.token_hex(4),
     }
+    if peers:
+        properties["confluence.cluster.peers"] = peers  # TCP/IP discovery lists every node
     cfg.write_text(_cfg_xml(properties, build_number), encoding="utf-8")
 
 

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from confluo.lab import hosts
+from confluo.lab import hosts, spares
 from confluo.lab import synchrony as synchrony_hosts
 from confluo.lab.hosts import LabError
 from confluo.lab.model import ADMIN_USER, Lab, Node, load
@@ -48,6 +48,7 @@ def status(lab_dir: Path) -> dict[str, Any]:
         },
         "nodes": [_node_status(lab, node, rows, http[node.url]) for node in lab.nodes] + _unknown_rows(lab, rows),
         "synchrony": [synchrony_hosts.status(lab, host) for host in lab.synchrony],
+        "spare_hosts": spares.status(lab),
     }
 
 

@@ -76,12 +76,14 @@ class Plan:
     @property
     def doing(self) -> str:
         """What the rolling phase does to each node, as its events and the plan name it."""
-        return {"rollback": "rolling back", "restart": "restarting"}.get(self.goal, "rolling")
+        return {"rollback": "rolling back", "restart": "restarting", "add-node": "adding"}.get(self.goal, "rolling")
 
     def ending(self) -> str:
         """How the cluster stands once the plan has run."""
         if self.goal == "upgrade":
             return f"{self.cluster_name} runs {self.target_version} on every node; the cluster is STABLE"
+        if self.goal == "add-node":
+            return f"add-node: {', '.join(self.order)} ACTIVE in the cluster on {self.target_version}"
         if self.goal == "restart":
             return f"restart: {', '.join(self.order)} restarted, each ACTIVE again on {self.target_version}"
         if self.goal == "rollback" and not self.finalize:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -46,6 +46,10 @@ class StepKind(enum.Enum):
     SYNCHRONY_SWAP = "swap synchrony-standalone.jar"
     SYNCHRONY_START = "start Synchrony"
     SYNCHRONY_RESTORE = "restore the old synchrony-standalone.jar"
+    CLONE_INSTALL = "copy installation"
+    SEED_HOME = "copy local home"
+    IDENTITY = "set identity"
+    JOIN = "start and join"
 
 
 PRESTAGE_KINDS = frozenset({StepKind.TRANSFER, StepKind.EXTRACT})
@@ -107,6 +111,10 @@ class StepContext:
     on_wait: Callable[[str], None] = field(default=lambda observed: None)
     balancer: LoadBalancer | None = None  # None: the inventory has none, and no pool step is planned
     peer: Remote | None = None  # the Confluence node a step copies from (Step.peer), beside its own
+    peers: Mapping[str, Remote] = field(default_factory=dict)  # every node's remote: add-node copies from a donor
+
+    def remote_of(self, name: str) -> Remote:
+        return self.peers[name]
 
     @property
     def shell(self) -> HostShell:

@@ -6,11 +6,12 @@ Commands are argv sequences; every element is quoted before it reaches a remote 
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from confluo.errors import ConfluoError, ExitCode
 
@@ -81,6 +82,11 @@ def finished(
     if check and not result.ok:
         raise CommandFailed(result)
     return result
+
+
+def private_file(path: str) -> BinaryIO:
+    """A new local file only its owner can read: a download may hold a node's secrets (its local home)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 def quote_argv(argv: Sequence[str]) -> str:

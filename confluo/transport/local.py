@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import time
 
-from confluo.transport.base import CommandResult, CommandTimedOut, finished
+from confluo.transport.base import CommandResult, CommandTimedOut, finished, private_file
 
 
 class LocalTransport:
@@ -47,7 +47,7 @@ class LocalTransport:
 
     def download(self, command: str, local_path: str, *, timeout: float) -> CommandResult:
         started = time.monotonic()
-        with open(local_path, "wb") as out:
+        with private_file(local_path) as out:
             try:
                 completed = subprocess.run(
                     ["/bin/bash", "-c", command], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,

@@ -21,6 +21,7 @@ from confluo.transport.base import (
     ConnectionFailed,
     ConnectionLost,
     finished,
+    private_file,
     quote_argv,
 )
 from confluo.transport.known_hosts import KnownHosts, read_known_hosts
@@ -209,7 +210,7 @@ class SshTransport:
             channel = transport.open_session(timeout=self._connect_timeout)
             channel.exec_command(command)
             channel.shutdown_write()
-            with open(local_path, "wb") as out:
+            with private_file(local_path) as out:
                 size, stderr = _drain_into(channel, out, started + timeout, self.node, command)
             status = channel.recv_exit_status()
             if status == -1:  # as in _collect: the connection broke

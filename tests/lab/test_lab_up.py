@@ -39,8 +39,8 @@ def zdu_cluster(lab: LabHandle, url: str) -> httpx.Response:
 def test_every_node_is_active_and_the_status_has_the_documented_shape(shared_lab: LabHandle) -> None:
     status = shared_lab.status()
     documented = {"dir", "mode", "inventory", "next_version", "next_archive", "api", "lb", "cluster", "nodes"}
-    assert set(status) == {*documented, "synchrony"}
-    assert status["synchrony"] == []  # none without --synchrony
+    assert set(status) == {*documented, "synchrony", "spare_hosts"}
+    assert status["synchrony"] == [] and status["spare_hosts"] == []  # none without --synchrony / --spare-hosts
     assert status["mode"] == ("ssh" if hosts.ssh_supported() else "local")
     assert status["next_version"] == "9.2.14"
     assert Path(status["next_archive"]).is_file()

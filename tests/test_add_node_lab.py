@@ -1,0 +1,76 @@
+"""`confluo add-node` against a lab: a 2-node lab with a spare host grows to 3 nodes while node1, the donor, serves
+through HAProxy the whole time; the new node has its own identity, and the inventory gains it with its comments."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from labkit import LabHandle
+from test_upgrade import Traffic, confluo
+
+pytestmark = pytest.mark.lab
+
+COMMENT = "# the admin's own comment, which confluo must keep\n"
+
+
+def add_node_args(lab: LabHandle, spare: dict[str, Any], *extra: str) -> list[str]:
+    return [
+        "add-node", "-i", str(lab.inventory), "node3", "--from", "node1", "--host", spare["address"],
+        "--ssh-user", spare["ssh"]["user"], "--run-as", spare["ssh"]["user"],
+        "--install-base", spare["install_base"], "--home", spare["home"], *extra,
+    ]  # fmt: skip
+
+
+def cluster_nodes(lab: LabHandle) -> dict[str, dict[str, Any]]:
+    return {node["name"]: node for node in lab.status()["nodes"]}
+
+
+def test_add_node_grows_a_2_node_lab_to_3_while_the_donor_serves(lab_factory: Any) -> None:
+    lab: LabHandle = lab_factory(nodes=2, spare_hosts=1)
+    spare = lab.status()["spare_hosts"][0]
+    assert spare["sshd"] == "up" and not spare["installed"]
+    lab.inventory.write_text(COMMENT + lab.inventory.read_text())
+    before = lab.inventory.read_text()
+    donor_home = Path(lab.node("node1")["home"])
+    donor_files = {p.name: p.stat().st_mtime_ns for p in donor_home.iterdir()}
+
+    dry = confluo(*add_node_args(lab, spare, "--dry-run"))
+    assert dry.returncode == 0, dry.stderr
+    assert "copy installation" in dry.stdout and "sudo -n /usr/bin/tar -cf -" in dry.stdout
+    assert "-Dconfluence.cluster.node.name=node3" in dry.stdout and "the database must allow 60 more" in dry.stdout
+    assert lab.inventory.read_text() == before and not Path(spare["install_base"]).exists()
+
+    with Traffic(lab.lb_url) as traffic:
+        result = confluo(*add_node_args(lab, spare, "--yes", "--json"))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {"event": "inventory_written"}.items() <= events[-1].items()
+    assert traffic.ok > 10 and traffic.failed == 0, traffic.errors
+    # The lab's HAProxy has node3's server ahead of it, out of the pool: confluo puts it in once it is ACTIVE.
+    steps_done = [e["step"] for e in events if e["event"] == "phase_done" and e.get("node") == "node3"]
+    assert steps_done[-2:] == ["join", "ready"], steps_done
+
+    nodes = cluster_nodes(lab)
+    assert sorted(nodes) == ["node1", "node2", "node3"]
+    assert {name: (n["state"], n["version"]) for name, n in nodes.items()} == {
+        name: ("ACTIVE", "9.2.13") for name in nodes
+    }
+    assert len({n["id"] for n in nodes.values()}) == 3, "node3 has a node id of its own"
+    assert nodes["node3"]["address"] == spare["address"]
+    cfg = (Path(spare["home"]) / "confluence.cfg.xml").read_text()
+    assert nodes["node1"]["id"] not in cfg and spare["address"] in re.search(r"peers\">([^<]*)", cfg)[1]  # type: ignore[index]
+    assert {p.name: p.stat().st_mtime_ns for p in donor_home.iterdir() if p.name in donor_files} == donor_files
+
+    after = lab.inventory.read_text()
+    assert after.startswith(before) and after.startswith(COMMENT) and "name: node3" in after[len(before) :]
+    planned = confluo("plan", "-i", str(lab.inventory))
+    assert planned.returncode == 0 and "3 nodes" in planned.stdout, planned.stderr
+    verified = confluo("verify", "-i", str(lab.inventory))  # the seeds' cluster test, node3 included
+    assert verified.returncode == 0 and "node3" in verified.stdout, verified.stdout + verified.stderr
+
+    again = confluo(*add_node_args(lab, spare, "--yes"))
+    assert again.returncode == 3 and "the cluster already has a node of that name" in again.stderr
