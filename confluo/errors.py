@@ -117,6 +117,17 @@ class StepFailed(ConfluoError):
         self.output_tail = output_tail
         super().__init__(self._describe(), hint=hint)
 
+    def while_putting_back(self, first: StepFailed | None, doing: str, not_serving: str) -> StepFailed:
+        """This failure, met while undoing `first` (None: undoing after an interrupt), as the user reads it."""
+        return StepFailed(
+            node=self.node,
+            step=f"rollback ({self.step})",
+            command=self.command,
+            exit_status=self.exit_status,
+            output_tail=(f"{first.message}\nthen, {doing}:\n" if first else "") + self.output_tail,
+            hint=f"{not_serving} is not serving: {self.hint}",
+        )
+
     def _describe(self) -> str:
         lines = [f"{self.node}: step '{self.step}' failed"]
         if self.command is not None:

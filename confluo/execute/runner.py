@@ -196,14 +196,7 @@ class Runner:
             for step in work.rollback:
                 self._do(step, phase=f"rollback: {step.name}")
         except StepFailed as second:
-            raise StepFailed(
-                node=work.node,
-                step=f"rollback ({second.step})",
-                command=second.command,
-                exit_status=second.exit_status,
-                output_tail=(f"{failure.message}\nthen, rolling back:\n" if failure else "") + second.output_tail,
-                hint=f"{work.node} is not serving: {second.hint}",
-            ) from failure
+            raise second.while_putting_back(failure, "rolling back", work.node) from failure
         self.events.emit("node_rolled_back", f"{work.node}: ACTIVE on {source} again", node=work.node)
         if not self.upgraded:
             for step in self.plan.cancel:

@@ -62,14 +62,7 @@ def _restore(work: NodeWork, do: Do, events: EventBus, failure: StepFailed | Non
         for step in work.rollback:
             do(step, phase=f"synchrony rollback: {step.name}")
     except StepFailed as second:
-        raise StepFailed(
-            node=work.node,
-            step=f"rollback ({second.step})",
-            command=second.command,
-            exit_status=second.exit_status,
-            output_tail=(f"{failure.message}\nthen, restoring the old jar:\n" if failure else "") + second.output_tail,
-            hint=f"Synchrony on {work.node} is not serving: {second.hint}",
-        ) from failure
+        raise second.while_putting_back(failure, "restoring the old jar", f"Synchrony on {work.node}") from failure
     events.emit("node_rolled_back", f"{work.node}: Synchrony serves its old jar again, heartbeat OK", node=work.node)
     if failure is None:
         return

@@ -65,8 +65,31 @@ def validate(options: LabOptions) -> None:
         raise LabError(f"timings must not be negative: {timings}")
 
 
+class _LabHost:
+    """A machine of the lab: a folder under hosts/ laid out like a production machine, with its own sshd."""
+
+    lab_dir: Path
+    user: str | None
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def host_root(self) -> Path:
+        return self.lab_dir / "hosts" / self.name
+
+    @property
+    def sshd(self) -> hosts.Sshd:
+        return hosts.Sshd(self.host_root / "sshd", self.address, self.user or "")
+
+
 @dataclass(frozen=True)
-class Node:
+class Node(_LabHost):
     """One node and its "host": a folder of the lab with the layout of a production machine."""
 
     lab_dir: Path
@@ -87,10 +110,6 @@ class Node:
         return f"http://{self.address}:{HTTP_PORT}"
 
     @property
-    def host_root(self) -> Path:
-        return self.lab_dir / "hosts" / self.name
-
-    @property
     def install_base(self) -> Path:
         return self.host_root / "opt/atlassian/confluence"
 
@@ -103,16 +122,12 @@ class Node:
         return self.host_root / "var/atlassian/application-data/confluence"
 
     @property
-    def sshd(self) -> hosts.Sshd:
-        return hosts.Sshd(self.host_root / "sshd", self.address, self.user or "")
-
-    @property
     def pid_record(self) -> Path:
         return self.lab_dir / "run" / f"{self.name}.pid"
 
 
 @dataclass(frozen=True)
-class SynchronyHost:
+class SynchronyHost(_LabHost):
     """A standalone Synchrony node's "host": its own folder, sshd and login user, and the Synchrony home."""
 
     lab_dir: Path
@@ -133,10 +148,6 @@ class SynchronyHost:
         return f"http://{self.address}:{SYNCHRONY_PORT}/synchrony/heartbeat"
 
     @property
-    def host_root(self) -> Path:
-        return self.lab_dir / "hosts" / self.name
-
-    @property
     def home(self) -> Path:
         return self.host_root / "opt/atlassian/synchrony"
 
@@ -152,13 +163,9 @@ class SynchronyHost:
     def fault_file(self) -> Path:
         return self.host_root / "etc/synchrony-fault.json"
 
-    @property
-    def sshd(self) -> hosts.Sshd:
-        return hosts.Sshd(self.host_root / "sshd", self.address, self.user or "")
-
 
 @dataclass(frozen=True)
-class SpareHost:
+class SpareHost(_LabHost):
     """A host prepared like a node's (its own address, sshd and login user; the shared home at the same path)
     with no Confluence on it: where `confluo add-node` puts a new node."""
 
@@ -182,20 +189,12 @@ class SpareHost:
         return f"node{self.number}"
 
     @property
-    def host_root(self) -> Path:
-        return self.lab_dir / "hosts" / self.name
-
-    @property
     def install_base(self) -> Path:
         return self.host_root / "opt/atlassian/confluence"
 
     @property
     def home(self) -> Path:
         return self.host_root / "var/atlassian/application-data/confluence"
-
-    @property
-    def sshd(self) -> hosts.Sshd:
-        return hosts.Sshd(self.host_root / "sshd", self.address, self.user or "")
 
 
 @dataclass(frozen=True)
