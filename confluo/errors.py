@@ -71,6 +71,12 @@ class InventoryError(ConfluoError):
         super().__init__("\n".join(f"{prefix}{problem}" for problem in self.problems), hint=hint)
 
 
+class UnusableLocalFile(ConfluoError):
+    """A file or folder of this machine's own (the log file, the state folder) cannot be written."""
+
+    exit_code = ExitCode.USAGE
+
+
 class RefusedError(ConfluoError):
     """Preflight refused to start; every reason is listed, and nothing was changed."""
 

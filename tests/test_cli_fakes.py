@@ -3,8 +3,10 @@ table, and what each says, in milliseconds and without a terminal, root or netwo
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +147,41 @@ def test_failed_upgrade_tasks_are_shown_and_the_same_upgrade_again_retries_them(
     site.finalize_fails = False
     code, _, _ = confluo(site, "upgrade", "--yes")
     assert code == 0 and site.api.calls[-1] == "retry" and not site.api.upgrade_mode
+
+
+def test_a_log_file_that_cannot_be_written_is_refused_before_any_host_is_contacted(site: FakeSite) -> None:
+    for unusable in (site.dir, site.inventory / "x"):  # a folder; a file under a file
+        code, _, err = confluo(site, "upgrade", "--yes", "--log-file", str(unusable))
+        assert code == ExitCode.USAGE, err
+        assert f"the log file {unusable} cannot be written" in err and "Traceback" not in err
+    assert set(site.versions().values()) == {SOURCE} and site.api.calls == []
+
+
+def test_an_invalid_run_leaves_no_log_file(site: FakeSite) -> None:
+    logs = site.dir / "state" / "logs"
+    text = site.inventory.read_text()
+    site.inventory.write_text(text.replace("nodes:", "colour: blue\nnodes:", 1))
+    code, _, _ = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.USAGE and not (logs.exists() and any(logs.iterdir()))
+    site.inventory.write_text(text)
+    assert confluo(site, "upgrade")[0] == ExitCode.NEEDS_CONFIRMATION
+    assert [path.name.endswith(f"-{os.getpid()}.log") for path in logs.iterdir()] == [True]
+
+
+def test_a_state_folder_that_cannot_be_made_is_a_clear_error(site: FakeSite) -> None:
+    blocker = site.dir / "not-a-folder"
+    blocker.write_text("")
+    ports = site.ports()
+    env = Env(stdin_isatty=False, stdout_isatty=False, stdout=CurrentStdout(), ports=ports)
+    env.ports = dataclasses.replace(ports, state_dir=blocker / "confluo")
+    result = CliRunner().invoke(cli, ["status", "-i", str(site.inventory)], obj=env)
+    assert result.exit_code == ExitCode.USAGE and "the state folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_closed_stdin_or_stdout_is_no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", None)
+    monkeypatch.setattr(sys, "stdout", None)
+    env = Env()
+    assert not env.stdin_isatty and not env.stdout_isatty
+    env.stdout.write("nowhere\n")  # the shell closed it: written to the null device, never a crash

@@ -119,11 +119,25 @@ REFUSALS: list[tuple[str, Callable[[Facts], Facts], str]] = [
         "8.5.4 -> 9.2.14",
     ),
     (
-        "swapped hosts",
-        lambda f: with_node(
-            f, 0, files={"bin/setenv.sh": 'CATALINA_OPTS="-Dconfluence.cluster.node.name=node2 ${CATALINA_OPTS}"\n'}
+        "swapped hosts: node name",
+        lambda f: with_node(f, 0, configured_names=("node2",)),
+        "node1: 10.0.0.1 is configured as another cluster node (bin/setenv.sh names it 'node2'), but the "
+        "cluster knows node1 as 'node1' (id 'id1') at 10.0.0.1: the inventory points at another node's host",
+    ),
+    (
+        "swapped hosts: node id in the local home",
+        lambda f: with_node(f, 1, configured_id="id1"),
+        "node2: 10.0.0.2 is configured as another cluster node (its local home's confluence.cfg.xml holds node id "
+        "'id1', the id of 'node1'), but the cluster knows node2 as 'node2' (id 'id2') at 10.0.0.2",
+    ),
+    (
+        "swapped hosts: unnamed nodes told apart by their Connector's address",
+        lambda f: with_cluster(
+            with_node(f, 0, bound_addresses=("127.0.0.1", "10.0.0.2")),
+            nodes=(cluster_node(1, name="Not configured"), cluster_node(2, name="Not configured")),
         ),
-        "node1: 10.0.0.1 is configured as cluster node 'node2' (bin/setenv.sh), but the cluster's 'node1' is at",
+        "node1: 10.0.0.1 is configured as another cluster node (conf/server.xml binds it to 10.0.0.2, the address "
+        "of the unnamed node 'id2'), but the cluster knows node1 as an unnamed node (id 'id1') at 10.0.0.1",
     ),
     (
         "occupied new dir",
@@ -187,8 +201,12 @@ def test_the_mysql_driver_is_carried_and_old_releases_pruned_beyond_keep(tmp_pat
 
 
 def test_a_host_configured_as_its_own_node_passes_the_identity_check(tmp_path: Path) -> None:
-    own = {
-        "bin/setenv.sh": "# -Dconfluence.cluster.node.name=old\nCATALINA_OPTS=-Dconfluence.cluster.node.name=node1\n",
-        "conf/server.xml": "<Server/>\n",
-    }
-    assert build_plan(inventory(tmp_path), with_node(facts(), 0, files=own)).rolling
+    own = with_node(facts(), 0, configured_names=("node1",), configured_id="id1", bound_addresses=("10.0.0.1",))
+    # An unnamed cluster ("Not configured") says nothing against a name; a Connector on a loopback or an address
+    # no other node has is no evidence either.
+    unnamed = with_cluster(
+        with_node(facts(), 1, configured_names=("n2",), bound_addresses=("127.0.0.1", "192.168.9.9")),
+        nodes=(cluster_node(1), cluster_node(2, name="Not configured")),
+    )
+    assert build_plan(inventory(tmp_path), own).rolling
+    assert build_plan(inventory(tmp_path), unnamed).rolling

@@ -97,9 +97,7 @@ def test_plan_probes_for_real_and_changes_nothing(lab: LabHandle) -> None:
     copied = confluo("plan", "-i", str(kept), "--to", NEXT)
     assert copied.returncode == 0, copied.stderr
     assert "resolved in the inventory: yours kept whole" in copied.stdout
-    assert (
-        "sudo -n /usr/bin/cp -p -- " + str(Path(node1["install_dir"]).resolve() / "conf/server.xml") in copied.stdout
-    )
+    assert "sudo -n /usr/bin/cp -p -- " + str(Path(node1["install_dir"]).resolve() / "conf/server.xml") in copied.stdout
     (Path(node1["install_dir"]).resolve() / "conf/server.xml").chmod(0o644)
 
     as_json = json.loads(confluo("plan", "-i", str(lab.inventory), "--json").stdout)
@@ -208,6 +206,23 @@ def test_refuses_an_unknown_host_key_unless_told_to_accept_it(shared_lab: LabHan
     result = confluo("plan", "-i", str(inventory), "--accept-new-host-keys")
     assert result.returncode == 0, result.stderr
     assert len(empty.read_text().splitlines()) == 3
+
+
+def test_refuses_an_inventory_whose_hosts_are_swapped(shared_lab: LabHandle, tmp_path: Path) -> None:
+    """node1's entry reaches node2's machine and the other way round: confluo would stop one machine while it
+    watched another in the cluster API. Refused before anything changes, naming both."""
+
+    def swap(doc: dict[str, Any]) -> None:
+        first, second = doc["nodes"][0], doc["nodes"][1]
+        for key in ("host", "ssh", "run_as", "install", "home"):
+            first[key], second[key] = second[key], first[key]
+
+    message = refused(shared_lab, variant(shared_lab, tmp_path, swap))
+    node1, node2 = shared_lab.node("node1"), shared_lab.node("node2")
+    assert f"node1: {node2['address']} is configured as another cluster node (bin/setenv.sh names it 'node2'" in message
+    assert f"node2: {node1['address']} is configured as another cluster node (bin/setenv.sh names it 'node1'" in message
+    assert f"the id of 'node2'; conf/server.xml binds it to {node2['address']}, the address of 'node2')" in message
+    assert f"the cluster knows node1 as 'node1' (id {node1['id']!r}) at {node1['address']}" in message
 
 
 def test_refuses_a_changed_host_key(shared_lab: LabHandle, tmp_path: Path) -> None:

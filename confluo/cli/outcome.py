@@ -14,7 +14,7 @@ import click
 
 from confluo.app import Session, open_session
 from confluo.cli.env import Env
-from confluo.errors import ConfluoError, ExitCode, NothingChanged, Terminated
+from confluo.errors import ConfluoError, ExitCode, NothingChanged, Terminated, UnusableLocalFile
 from confluo.inventory import Inventory
 from confluo.secrets import Masker
 from confluo.ui.log import CommandLog
@@ -59,6 +59,9 @@ def session_for(
             ports=env.ports,
             load=load,
         )
+        _state_folder(env.state_dir)
+        if log is not None:
+            log.open()  # only now: an invalid run leaves no log file
         yield session
     except ConfluoError as exc:
         if read_only and exc.exit_code is ExitCode.FAILED_AFTER_CHANGES:
@@ -82,6 +85,17 @@ def session_for(
             session.close()
         if log is not None:
             log.close()
+
+
+def _state_folder(path: Path) -> None:
+    """Where runs keep their journal and logs, made before any host is contacted."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnusableLocalFile(
+            f"the state folder {path} cannot be made: {exc.strerror or exc}",
+            hint="set XDG_STATE_HOME to a folder you can write",
+        ) from exc
 
 
 def _fail(code: ExitCode, message: str, hint: str | None, log: CommandLog | None, as_json: bool) -> NoReturn:

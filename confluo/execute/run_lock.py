@@ -148,8 +148,12 @@ def _take(channel: LockChannel, path: str, owner: Owner, wait_seconds: float, si
     if state is not None and state.owner is None and not state.stale:
         # Taken that very moment by another run, whose record follows its mkdir: wait for it, to name the holder.
         try:
-            state = poll(attempt, until=lambda s: s is None or s.owner is not None or s.stale,
-                         deadline=Deadline.after(site.clock, RECORD_GRACE_SECONDS), interval=LOCK_POLL_SECONDS / 4)
+            state = poll(
+                attempt,
+                until=lambda s: s is None or s.owner is not None or s.stale,
+                deadline=Deadline.after(site.clock, RECORD_GRACE_SECONDS),
+                interval=LOCK_POLL_SECONDS / 4,
+            )
         except TimedOut as timed_out:
             state = timed_out.last
     if state is not None and wait_seconds > 0 and not state.stale:

@@ -74,8 +74,13 @@ def lab() -> None:
     show_default=True,
     help="How often each node's search index takes new content (a search misses a page that new).",
 )
-@click.option("--spare-hosts", type=click.IntRange(0, model.MAX_NODES), default=0, show_default=True,
-              help="Hosts with sshd and a login user but no Confluence, for `confluo add-node`.")
+@click.option(
+    "--spare-hosts",
+    type=click.IntRange(0, model.MAX_NODES),
+    default=0,
+    show_default=True,
+    help="Hosts with sshd and a login user but no Confluence, for `confluo add-node`.",
+)
 @click.option("--local", is_flag=True, help=f"Local mode even where ssh is possible (or {hosts.MODE_ENV}=local).")
 @click.option(
     "--synchrony", type=click.IntRange(0, model.MAX_SYNCHRONY), default=0, show_default=True,
@@ -100,7 +105,13 @@ def up(
     """Start a lab: N nodes ACTIVE behind a load balancer, an inventory, the next release's archive."""
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
     options = model.LabOptions(
-        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries,
+        nodes=nodes,
+        version=version,
+        db=db,
+        lb=lb,
+        timings=timings,
+        local=local,
+        lb_retries=lb_retries,
         synchrony=synchrony,
         spare_hosts=spare_hosts,
     )

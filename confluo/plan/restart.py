@@ -8,10 +8,11 @@ from confluo.api.base import ClusterInfo, cluster_entry
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import node_paths
+from confluo.plan.host_identity import identity_reasons
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
 from confluo.plan.pool import PoolPlan, balancer_notes
-from confluo.plan.rules import balancer_reasons, cluster_or_refuse, identity_reasons, notes
+from confluo.plan.rules import balancer_reasons, cluster_or_refuse, notes
 from confluo.probe.facts import Facts
 from confluo.steps.base import Host, Step
 from confluo.steps.service import StartNode, StopNode

@@ -7,6 +7,7 @@ from confluo.api.base import ClusterInfo, ClusterState, finalization_failures
 from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import NodePaths, node_paths
+from confluo.plan.host_identity import identity_reasons
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
 from confluo.plan.pool import PoolPlan, balancer_notes
@@ -67,8 +68,10 @@ def _cluster_in_upgrade(facts: Facts) -> ClusterInfo:
     if cluster.state in (ClusterState.RUNNING_UPGRADE_TASKS, ClusterState.UPGRADE_TASKS_FAILED):
         state = cluster.state.value
         raise RefusedError(
-            [f"the cluster is {state}: the upgrade tasks have started, so the nodes can no longer go back",
-             *finalization_failures(cluster)],
+            [
+                f"the cluster is {state}: the upgrade tasks have started, so the nodes can no longer go back",
+                *finalization_failures(cluster),
+            ],
             hint="`confluo finalize --retry` runs failed upgrade tasks again; going back means restoring the database "
             "and the shared home from the backup taken before the upgrade",
         )
@@ -86,7 +89,7 @@ def _cluster_in_upgrade(facts: Facts) -> ClusterInfo:
 def _refuse_unreachable(inventory: Inventory, facts: Facts) -> None:
     reasons = [f"{f.node}: unreachable: {f.error}" for f in facts.nodes if not f.reachable]
     reasons += [f"{f.node}: no Confluence installation found" for f in facts.nodes if f.reachable and not f.old_install]
-    reasons += balancer_reasons(inventory, facts)
+    reasons += identity_reasons(inventory, facts) + balancer_reasons(inventory, facts)
     if reasons:
         raise RefusedError(reasons, hint="every node is probed before a rollback: fix these and run it again")
 

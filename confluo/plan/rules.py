@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 from confluo.api.base import ClusterInfo, ClusterState, NodeState, cluster_entry
@@ -11,9 +10,6 @@ from confluo.inventory import Inventory
 from confluo.layout import node_paths
 from confluo.probe.facts import Facts
 from confluo.versions import Version
-
-# How administrators name a cluster node (Atlassian's setup): a system property in bin/setenv.sh.
-_NODE_NAME = re.compile(r"^[^#\n]*-Dconfluence\.cluster\.node\.name=[\"']?([^\s\"']+)", re.MULTILINE)
 
 
 def node_reasons(inventory: Inventory, facts: Facts) -> list[str]:
@@ -161,31 +157,6 @@ def archive_reasons(inventory: Inventory, facts: Facts) -> list[str]:
     if expected and expected.lower() != facts.archive.sha256:
         return [f"archive {facts.archive.path}: sha256 is {facts.archive.sha256}, the inventory says {expected}"]
     return []
-
-
-def identity_reasons(inventory: Inventory, facts: Facts) -> list[str]:
-    """The host each inventory node reaches must be the cluster node it is matched with: a host configured (in its
-    bin/setenv.sh) as another node is refused, so that confluo never stops one machine while it watches another."""
-    cluster = facts.cluster
-    if cluster is None:
-        return []
-    reasons = []
-    for node in inventory.nodes:
-        entry = cluster_entry(cluster, node)
-        found = facts.for_node(node.name)
-        configured = _configured_name(found.files.get("bin/setenv.sh", ""))
-        if entry is None or configured is None or entry.name == "Not configured" or configured == entry.name:
-            continue
-        reasons.append(
-            f"{node.name}: {node.host} is configured as cluster node {configured!r} (bin/setenv.sh), but the "
-            f"cluster's {entry.name!r} is at {entry.ip_address}: the inventory points at another node's host"
-        )
-    return reasons
-
-
-def _configured_name(setenv: str) -> str | None:
-    match = _NODE_NAME.search(setenv)
-    return match.group(1) if match else None
 
 
 def balancer_reasons(inventory: Inventory, facts: Facts) -> list[str]:

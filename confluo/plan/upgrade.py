@@ -14,6 +14,7 @@ from confluo.errors import RefusedError
 from confluo.inventory import Inventory, Node
 from confluo.layout import INIT_PROPERTIES, NodePaths, node_paths
 from confluo.plan.carry import ShellSyntax, carry_reasons, home_reasons, node_carries
+from confluo.plan.host_identity import identity_reasons
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
 from confluo.plan.pool import PoolPlan, balancer_notes, with_reconcile
@@ -23,7 +24,6 @@ from confluo.plan.rules import (
     archive_reasons,
     balancer_reasons,
     cluster_reasons,
-    identity_reasons,
     node_reasons,
     notes,
     source_version,

@@ -37,6 +37,10 @@ class NodeFacts:
     not_text: tuple[str, ...] = ()  # readable, but not UTF-8 text: copied whole, never merged
     has_stock: bool = False  # the installation in use keeps its release's stock files (confluo extracted it)
     stock: dict[str, str] = field(default_factory=dict)  # those stock files' text: the merge's base
+    # Which cluster node the host is configured as, whatever the customization files are:
+    configured_names: tuple[str, ...] = ()  # -Dconfluence.cluster.node.name in bin/setenv.sh
+    configured_id: str | None = None  # the node id its local home keeps (confluence.cfg.xml), where it keeps one
+    bound_addresses: tuple[str, ...] = ()  # the addresses its Connectors are bound to (conf/server.xml)
 
     @property
     def reachable(self) -> bool:

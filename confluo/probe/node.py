@@ -11,8 +11,9 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 
+from confluo import identity
 from confluo.inventory import Node
-from confluo.layout import INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, STOCK_DIR, WEBINF_LIB, NodePaths
+from confluo.layout import CFG_XML, INIT_PROPERTIES, PID_FILE, POM_PROPERTIES, STOCK_DIR, WEBINF_LIB, NodePaths
 from confluo.probe.facts import SERVICE_FILE_KEY, NodeFacts
 from confluo.transport.base import CommandResult, TransportError, quote_argv
 from confluo.transport.remote import AS_RUN_USER, Remote, privileged_commands
@@ -44,6 +45,10 @@ echo "@@new_exists"; [ -e "$new" ] && echo yes
 echo "@@free_kb"; df -Pk "$(dirname -- "$new")" 2>/dev/null | awk 'NR==2 {print $4}'
 echo "@@staging_free_kb"; df -Pk "$HOME" 2>/dev/null | awk 'NR==2 {print $4}'
 echo "@@home_exists"; [ -d "$home" ] && echo yes
+# Which cluster node this host is configured as: its node name, the node id its local home keeps, its Connectors.
+echo "@@identity setenv"; grep -e 'cluster.node.name=' -- "$old/bin/setenv.sh" 2>/dev/null | base64 -w0; echo
+echo "@@identity cfg"; grep -e 'confluence.cluster.node.' -- "$home/__CFG__" 2>/dev/null | base64 -w0; echo
+echo "@@identity server"; base64 -w0 "$old/conf/server.xml" 2>/dev/null; echo
 echo "@@drivers"; ls -1 "$old/__LIB__" 2>/dev/null | grep -E '^(mysql-connector-.*|ojdbc.*)\.jar$'
 echo "@@releases"; ls -1 "$(dirname -- "$new")" 2>/dev/null
 echo "@@pid"; pid=$(cat "$old/__PID__" 2>/dev/null); [ -n "$pid" ] && [ -d "/proc/$pid" ] && echo "$pid"
@@ -73,8 +78,9 @@ PROBE_SCRIPT = (
     .replace("__INIT__", INIT_PROPERTIES)
     .replace("__SERVICE__", SERVICE_FILE_KEY)
     .replace("__STOCK__", STOCK_DIR)
+    .replace("__CFG__", CFG_XML)
 )
-_CONTENT_SECTIONS = ("file ", "stock ")
+_CONTENT_SECTIONS = ("file ", "stock ", "identity ")
 
 
 def probe_command(node: Node, paths: NodePaths, customizations: Sequence[str]) -> str:
@@ -109,6 +115,7 @@ def parse_probe(node: str, output: str) -> NodeFacts:
     present = tuple(line for line in sections.get("present", []) if line)
     files, not_text = _contents(sections, "file ", present)
     stock, _ = _contents(sections, "stock ", present)
+    configured, _ = _contents(sections, "identity ", ())
     return NodeFacts(
         node=node,
         login_home=one("login_home") or "",
@@ -130,6 +137,9 @@ def parse_probe(node: str, output: str) -> NodeFacts:
         not_text=not_text,
         has_stock=one("has_stock") == "yes",
         stock=stock,
+        configured_names=tuple(dict.fromkeys(identity.node_names(configured.get("setenv", "")))),
+        configured_id=identity.cfg_property(configured.get("cfg", ""), identity.NODE_ID_PROPERTIES[0]),
+        bound_addresses=tuple(dict.fromkeys(identity.connector_addresses(configured.get("server", "")))),
     )
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
+from confluo.errors import UnusableLocalFile
 from confluo.events import Event
 from confluo.secrets import Masker, mask_secrets
 from confluo.transport.base import CommandResult
@@ -15,12 +18,28 @@ class CommandLog:
     """The log file: every remote command with its exit status and output, secrets masked."""
 
     def __init__(self, path: Path, masker: Masker) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._masker = masker
         self._lock = threading.Lock()
-        self._handle = path.open("a", encoding="utf-8")
-        path.chmod(0o600)
+        self._handle: TextIO | None = None
+
+    def open(self) -> None:
+        """Called once the run is valid: an invalid one leaves no log behind. A path that cannot be written is
+        refused here, before any host is contacted."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._handle = os.fdopen(fd, "a", encoding="utf-8")
+            self.path.chmod(0o600)
+        except OSError as exc:
+            raise UnusableLocalFile(
+                f"the log file {self.path} cannot be written: {exc.strerror or exc}",
+                hint="pass --log-file with a file in a folder you can write, or fix that folder",
+            ) from exc
+
+    @property
+    def opened(self) -> bool:
+        return self._handle is not None
 
     def command(self, result: CommandResult) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -40,11 +59,14 @@ class CommandLog:
 
     def _write(self, text: str) -> None:
         with self._lock:
+            if self._handle is None:
+                return  # not open: the run never became valid
             self._handle.write(mask_secrets(self._masker.mask(text)))
             self._handle.flush()
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
 
 LOG_LINE_LIMIT = 300
