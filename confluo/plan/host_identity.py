@@ -39,10 +39,11 @@ def _evidence(found: NodeFacts, entry: NodeInfo, others: dict[str, NodeInfo]) ->
     names = [name for name in found.configured_names if entry.name != UNNAMED and name != entry.name]
     if names:
         evidence.append(f"bin/setenv.sh names it {names[0]!r}")
-    if found.configured_id and entry.id and found.configured_id != entry.id:
-        owner = next((o for o in others.values() if o.id == found.configured_id), None)
-        whose = f", the id of {_label(owner)}" if owner else ""
-        evidence.append(f"its local home's confluence.cfg.xml holds node id {found.configured_id!r}{whose}")
+    # An id of its own that the cluster shows otherwise proves nothing (a node restarted under another name gets a
+    # new entry); another node's id does.
+    owner = next((o for o in others.values() if found.configured_id and o.id == found.configured_id), None)
+    if owner is not None:
+        evidence.append(f"its local home's confluence.cfg.xml holds node id {owner.id!r}, the id of {_label(owner)}")
     for address in found.bound_addresses:
         if address != entry.ip_address and address in others:
             evidence.append(f"conf/server.xml binds it to {address}, the address of {_label(others[address])}")
