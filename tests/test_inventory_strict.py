@@ -79,6 +79,7 @@ def write_text(tmp_path: Path, text: str) -> Path:
         ({"nodes[0].host": "fe80::1", "nodes[1].host": "fe80:0:0::0001"}, "nodes[1].host: fe80::1 port 22 is already used by nodes[0]"),
         ({"nodes[0].host": "node1.example.com", "nodes[1].host": "NODE1.example.com."}, "nodes[1].host: node1.example.com port 22 is already used by nodes[0]"),
         ({"nodes[1].lb_server": "node1"}, "nodes[1].lb_server: the load balancer server 'node1' is already used by nodes[0]"),
+        ({"customizations.files": [f"conf/{i:03}/" + "x" * 300 for i in range(300)]}, "customizations.files: 300 paths of 92700 characters in all: the probe names each on one command line, and a remote shell takes at most 65536 characters of them"),
         ({"on_failure": "retry"}, "on_failure: expected one of rollback, halt, got 'retry'"),
         ({"load_balancer": {"kind": "haproxy", "backend": "b"}}, "load_balancer.socket: missing"),
         ({"load_balancer": {"kind": "command", "drain": "lb off {server}", "ready": "lb on {server}"}}, "load_balancer.status: missing"),

@@ -49,6 +49,8 @@ from confluo.versions import Version
 
 MAX_NODES = 200
 MAX_PATHS = 500
+# The probe's command line names every carried file; Linux takes 128 KiB in one argument (MAX_ARG_STRLEN).
+MAX_CARRIED_CHARACTERS = 64 * 1024
 INVENTORY_ERROR = "inventory"  # the pydantic error type of every message written here
 SECRET_KEYS = ("password_env", "password_file", "password_command", "token_env", "token_file", "token_command")
 
@@ -487,6 +489,13 @@ class CustomizationsSection(Section):
     def _needs(self) -> CustomizationsSection:
         if self.base_archive is not None and "://" in self.base_archive and self.base_sha256 is None:
             fail("missing; an archive given by URL needs its SHA-256 checksum", field="base_sha256")
+        carried = [*(self.files or ()), *(self.extra_files or ())]
+        if sum(len(path) + 1 for path in carried) > MAX_CARRIED_CHARACTERS:
+            fail(
+                f"{len(carried)} paths of {sum(map(len, carried))} characters in all: the probe names each on one "
+                f"command line, and a remote shell takes at most {MAX_CARRIED_CHARACTERS} characters of them",
+                field="files" if self.files else "extra_files",
+            )
         return self
 
 
