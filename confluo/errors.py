@@ -101,6 +101,18 @@ class NeedsConfirmation(ConfluoError):
         super().__init__(message, hint=hint)
 
 
+COMMAND_SHOWN_CHARACTERS = 240
+
+
+def brief(command: str) -> str:
+    """A command as a message shows it: a script confluo sends (the probe) is thousands of characters that only
+    the log needs in full."""
+    first = command.splitlines()[0] if command else ""
+    if first == command and len(command) <= COMMAND_SHOWN_CHARACTERS:
+        return command
+    return f"{first[:COMMAND_SHOWN_CHARACTERS]} … ({len(command)} characters in all, in the log)"
+
+
 class StepFailed(ConfluoError):
     """A step failed after changes began; the run halted and `hint` says what to run next."""
 
@@ -137,7 +149,7 @@ class StepFailed(ConfluoError):
     def _describe(self) -> str:
         lines = [f"{self.node}: step '{self.step}' failed"]
         if self.command is not None:
-            lines.append(f"  command: {self.command}")
+            lines.append(f"  command: {brief(self.command)}")
         if self.exit_status is not None:
             lines.append(f"  exit status: {self.exit_status}")
         tail = self.output_tail.rstrip("\n")

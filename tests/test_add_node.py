@@ -176,7 +176,7 @@ def test_the_plan_copies_makes_its_own_and_joins_in_that_order() -> None:
             "the cluster already has a node of that name",
         ),
         ({"donor": dataclasses.replace(DONOR, cfg_xml=None)}, "cannot read"),
-        ({"new_host": NewHostFacts(error="connection refused")}, "unreachable: connection refused"),
+        ({"new_host": NewHostFacts(error="unreachable: connection refused")}, "unreachable: connection refused"),
         ({"new_host": dataclasses.replace(HOST, install_entry="other")}, "something is at"),
         ({"new_host": dataclasses.replace(HOST, home_entry="other")}, "must be absent or empty"),
         ({"new_host": dataclasses.replace(HOST, shared_found=False)}, "mounted at the same path"),

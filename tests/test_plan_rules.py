@@ -82,7 +82,8 @@ def with_cluster(found: Facts, **changes: object) -> Facts:
 
 
 REFUSALS: list[tuple[str, Callable[[Facts], Facts], str]] = [
-    ("unreachable", lambda f: with_node(f, 0, error="connection refused"), "node1: unreachable: connection refused"),
+    ("unreachable", lambda f: with_node(f, 0, error="unreachable: refused"), "node1: unreachable: refused"),
+    ("probe failed", lambda f: with_node(f, 0, error="probe failed (exit 2): df: no"), "node1: probe failed (exit 2)"),
     ("no install", lambda f: with_node(f, 1, old_install=None), "node2: no Confluence installation found at"),
     ("no version", lambda f: with_node(f, 0, installed_version=None), "cannot read the installed version"),
     ("no home", lambda f: with_node(f, 0, home_exists=False), "the local home /var/confluence does not exist"),

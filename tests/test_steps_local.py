@@ -13,6 +13,7 @@ from confluo.inventory import load_inventory
 from confluo.layout import node_paths
 from confluo.steps.base import Host, NodeFailed, StepContext
 from confluo.steps.stage import TransferArchive
+from confluo.transport.base import CommandFailed
 from confluo.transport.local import LocalTransport
 from confluo.transport.remote import Remote
 
@@ -57,3 +58,13 @@ def test_transfer_with_a_different_checksum_fails_and_leaves_nothing_behind(tmp_
     with pytest.raises(NodeFailed, match="does not have sha256"):
         step.apply(ctx)
     assert list(Path(step.staged).parent.iterdir()) == []
+
+
+def test_a_failed_script_is_named_briefly_and_its_output_kept() -> None:
+    script = "echo starting\n" + "\n".join(f"test -e /nonexistent/{n} || true" for n in range(400)) + "\nexit 3"
+    with pytest.raises(CommandFailed) as failed:
+        LocalTransport("n1").run(script)
+    first, *rest = str(failed.value).splitlines()
+    assert first == f"n1: `echo starting … ({len(script)} characters in all, in the log)` exited 3"
+    assert rest == ["starting"]
+    assert failed.value.result.command == script  # the log writes what ran, whole

@@ -47,7 +47,7 @@ def cluster_reasons(cluster: ClusterInfo | None, error: str | None) -> list[str]
 def donor_reasons(inventory: Inventory, request: AddNodeRequest, facts: AddNodeFacts) -> list[str]:
     donor, found = node(inventory, request.donor), facts.donor
     if not found.node.reachable:
-        return [f"{donor.name} (the donor): unreachable: {found.node.error}"]
+        return [f"{donor.name} (the donor): {found.node.error}"]
     if found.error:
         return [f"{donor.name} (the donor): {found.error}"]
     reasons = []
@@ -90,7 +90,7 @@ def identity_reasons(inventory: Inventory, request: AddNodeRequest, facts: AddNo
 def new_host_reasons(inventory: Inventory, request: AddNodeRequest, facts: AddNodeFacts, install: str) -> list[str]:
     new, host = node(inventory, request.new), facts.new_host
     if not host.reachable:
-        return [f"{new.name} ({new.host}): unreachable: {host.error}"]
+        return [f"{new.name} ({new.host}): {host.error}"]
     reasons = []
     if host.sudo_denied:
         reasons.append(f"{new.name}: `sudo -n` is not allowed for {', '.join(host.sudo_denied)}")

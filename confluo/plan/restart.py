@@ -67,7 +67,7 @@ def _node_reasons(inventory: Inventory, facts: Facts) -> list[str]:
     for node in inventory.nodes:
         found = facts.for_node(node.name)
         if not found.reachable:
-            reasons.append(f"{node.name}: unreachable: {found.error}")
+            reasons.append(f"{node.name}: {found.error}")
         elif found.old_install is None or found.installed_version is None:
             reasons.append(f"{node.name}: no Confluence installation with a readable version found")
         elif found.sudo_denied:

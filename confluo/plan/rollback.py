@@ -87,7 +87,7 @@ def _cluster_in_upgrade(facts: Facts) -> ClusterInfo:
 
 
 def _refuse_unreachable(inventory: Inventory, facts: Facts) -> None:
-    reasons = [f"{f.node}: unreachable: {f.error}" for f in facts.nodes if not f.reachable]
+    reasons = [f"{f.node}: {f.error}" for f in facts.nodes if not f.reachable]
     reasons += [f"{f.node}: no Confluence installation found" for f in facts.nodes if f.reachable and not f.old_install]
     reasons += identity_reasons(inventory, facts) + balancer_reasons(inventory, facts)
     if reasons:

@@ -17,7 +17,7 @@ def node_reasons(inventory: Inventory, facts: Facts) -> list[str]:
     for node in inventory.nodes:
         found = facts.for_node(node.name)
         if not found.reachable:
-            reasons.append(f"{node.name}: unreachable: {found.error}")
+            reasons.append(f"{node.name}: {found.error}")
             continue
         where = node.install.base if node.install.layout == "symlink" else node.install.path
         if found.old_install is None:

@@ -45,7 +45,7 @@ def synchrony_reasons(inventory: Inventory, facts: Facts) -> list[str]:
 
 def _node_reasons(where: str, node: SynchronyNode, found: SynchronyFacts) -> list[str]:
     if not found.reachable:
-        return [f"{where}: unreachable: {found.error}"]
+        return [f"{where}: {found.error}"]
     reasons = []
     if not found.home_exists:
         reasons.append(f"{where}: the Synchrony home {node.home} does not exist")

@@ -14,7 +14,7 @@ SERVICE_FILE_KEY = "@service"  # where the service definition's text goes in Nod
 
 @dataclass(frozen=True)
 class NodeFacts:
-    """What one node looks like now. `error` is set when it could not be probed at all."""
+    """What one node looks like now. `error` says why it could not be probed ("unreachable: …", "probe failed …")."""
 
     node: str
     error: str | None = None
@@ -49,7 +49,8 @@ class NodeFacts:
 
 @dataclass(frozen=True)
 class SynchronyFacts:
-    """What one standalone Synchrony node looks like now. `error` is set when it could not be probed at all."""
+    """What one standalone Synchrony node looks like now. `error` says why it could not be probed
+    ("unreachable: …", "probe failed …")."""
 
     node: str
     error: str | None = None

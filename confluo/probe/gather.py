@@ -112,7 +112,7 @@ def cluster_status(inventory: Inventory, remotes: Mapping[str, Remote], api: Clu
     def on_disk(node: Node) -> str | None:
         paths = node_paths(node, str(inventory.target.version), login_home="")
         facts = probe_node(remotes[node.name], paths, ())
-        return facts.installed_version if facts.reachable else f"unreachable: {facts.error}"
+        return facts.installed_version if facts.reachable else facts.error
 
     # Keyed by the cluster's id of each node: names may repeat ("Not configured").
     entries = {node.name: cluster_entry(cluster, node) for node in inventory.nodes}

@@ -155,7 +155,7 @@ def probe_donor(remote: Remote, node: NodeFacts) -> DonorFacts:
     try:
         result = remote.shell(line, timeout=300, check=False, shown=contents_not_logged)
     except TransportError as exc:
-        return DonorFacts(node, error=exc.message)
+        return DonorFacts(node, error=f"unreachable: {exc.message}")
     return parse_donor(node, result.stdout)
 
 
@@ -184,7 +184,7 @@ def probe_new_host(remote: Remote, install: str, link: str | None, shared: str, 
             found, digest = shared_sha256(remote, shared)
             facts = replace(facts, shared_found=facts.shared_found and found, shared_sha256=digest)
     except TransportError as exc:
-        return NewHostFacts(error=exc.message)
+        return NewHostFacts(error=f"unreachable: {exc.message}")
     return facts
 
 

@@ -197,7 +197,7 @@ def probe_node(remote: Remote, paths: NodePaths, customizations: Sequence[str]) 
         command = probe_command(remote.node, paths, customizations)
         result = remote.shell(command, timeout=60, check=False, shown=contents_summarized)
     except TransportError as exc:
-        return NodeFacts(node=remote.node.name, error=exc.message)
+        return NodeFacts(node=remote.node.name, error=f"unreachable: {exc.message}")
     if "@@end" not in result.stdout:
         # Only stderr: stdout carries file contents, which may hold secrets.
         detail = "\n".join(result.stderr.strip().splitlines()[-5:]) or "its output ended early"

@@ -96,7 +96,7 @@ def probe_synchrony(node: SynchronyNode, shell: HostShell, api: ClusterApi) -> S
     try:
         result = shell.shell(probe_command(node), timeout=120, check=False)
     except TransportError as exc:
-        return SynchronyFacts(node=node.name, error=exc.message, heartbeat=heartbeat.seen)
+        return SynchronyFacts(node=node.name, error=f"unreachable: {exc.message}", heartbeat=heartbeat.seen)
     if "@@end" not in result.stdout:
         detail = "\n".join(result.stderr.strip().splitlines()[-5:]) or "its output ended early"
         return SynchronyFacts(node=node.name, error=f"probe failed (exit {result.exit_status}): {detail}")

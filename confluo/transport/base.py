@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from confluo.errors import ConfluoError, ExitCode
+from confluo.errors import ConfluoError, ExitCode, brief
 
 OUTPUT_TAIL_LINES = 20
 
@@ -61,7 +61,7 @@ class CommandFailed(TransportError):
 
     def __init__(self, result: CommandResult) -> None:
         super().__init__(
-            f"{result.node}: `{result.command}` exited {result.exit_status}"
+            f"{result.node}: `{brief(result.command)}` exited {result.exit_status}"
             + (f"\n{result.tail()}" if result.tail() else "")
         )
         self.result = result

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 
+from confluo.errors import brief
 from confluo.transport.base import CommandResult, CommandTimedOut, finished, private_file
 
 
@@ -34,7 +35,7 @@ class LocalTransport:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise CommandTimedOut(f"{self.node}: `{command}` ran past {timeout:.0f} s") from exc
+            raise CommandTimedOut(f"{self.node}: `{brief(command)}` ran past {timeout:.0f} s") from exc
         return finished(
             self.node, command, completed.returncode, completed.stdout, completed.stderr, started, check=check
         )
@@ -54,7 +55,7 @@ class LocalTransport:
                     timeout=timeout, check=False,
                 )  # fmt: skip
             except subprocess.TimeoutExpired as exc:
-                raise CommandTimedOut(f"{self.node}: `{command}` ran past {timeout:.0f} s") from exc
+                raise CommandTimedOut(f"{self.node}: `{brief(command)}` ran past {timeout:.0f} s") from exc
         size = str(os.path.getsize(local_path)).encode()
         return finished(self.node, command, completed.returncode, size, completed.stderr, started, check=False)
 

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 import paramiko
 from fabric import Config, Connection
 
+from confluo.errors import brief
 from confluo.transport.base import (
     CommandResult,
     CommandTimedOut,
@@ -170,7 +171,7 @@ class SshTransport:
             stdout, stderr, status = _collect(channel, started + timeout, self.node, command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise ConnectionLost(f"{self.node}: the SSH connection broke during `{command}`: {exc}") from exc
+            raise ConnectionLost(f"{self.node}: the SSH connection broke during `{brief(command)}`: {exc}") from exc
         except KeyboardInterrupt:
             self._drop_interrupted()
             raise
@@ -217,7 +218,7 @@ class SshTransport:
                 raise EOFError("the connection closed before the command finished")
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise ConnectionLost(f"{self.node}: the SSH connection broke during `{command}`: {exc}") from exc
+            raise ConnectionLost(f"{self.node}: the SSH connection broke during `{brief(command)}`: {exc}") from exc
         return finished(self.node, command, status, str(size).encode(), stderr, started, check=False)
 
     def upload(self, local_path: str, remote_path: str, *, timeout: float, offset: int = 0) -> int:
@@ -246,7 +247,7 @@ def _drain_into(
             raise EOFError("channel closed before the command finished")
         if time.monotonic() > deadline:
             channel.close()
-            raise CommandTimedOut(f"{node}: `{command}` ran past its deadline")
+            raise CommandTimedOut(f"{node}: `{brief(command)}` ran past its deadline")
         select.select([channel], [], [], 0.05)
 
 
