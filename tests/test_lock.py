@@ -201,6 +201,17 @@ def test_a_live_lock_refuses_upgrade_cancel_and_finalize_before_any_change(site:
     assert parse_owner((lock_dir(site) / "owner.json").read_text()) == OWNER  # the holder's lock is untouched
 
 
+def test_verify_holds_the_lock_and_is_refused_while_another_run_holds_it(site: FakeSite) -> None:
+    code, out, err = confluo(site, "verify", "--json")
+    assert code == ExitCode.SUCCESS, err
+    assert any(note.startswith(f"cluster lock taken: {lock_dir(site)}") for note in notes(out))
+    assert not lock_dir(site).exists() and site.content.pages == {}
+    leave_lock(site, age=2)  # an upgrade holds it: a node it has taken down would read as a miss
+    calls = len(site.content.calls)
+    code, _, err = confluo(site, "verify")
+    assert code == ExitCode.REFUSED and "`confluo upgrade`" in err and len(site.content.calls) == calls
+
+
 def test_a_stale_lock_is_reported_as_stale_and_never_broken(site: FakeSite) -> None:
     leave_lock(site, age=3600)
     code, _, err = confluo(site, "upgrade", "--yes", "--lock-wait", "600")  # waiting for it would not help

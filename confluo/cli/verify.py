@@ -11,7 +11,7 @@ import click
 
 from confluo import app
 from confluo.cli.env import Env
-from confluo.cli.options import EXIT_CODES_HELP, inventory_option, json_option
+from confluo.cli.options import EXIT_CODES_HELP, inventory_option, json_option, lock_wait_option
 from confluo.cli.outcome import session_for
 from confluo.errors import CheckFailed, LeftBehind
 from confluo.execute.verify import VerifyReport
@@ -47,13 +47,20 @@ def _space_key(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     help="How long every node may take to read the page and find it in a search.",
 )
 @json_option
+@lock_wait_option
 @click.pass_obj
-def verify(env: Env, inventory_path: Path, space: str | None, timeout: float, as_json: bool) -> None:
+def verify(env: Env, inventory_path: Path, space: str | None, timeout: float, as_json: bool, lock_wait: float) -> None:
     """Test the cluster as Atlassian's set-up guide does: create a page through the load balancer (api_url), read
     it on every node's own URL, find it with a CQL search on every node, then delete it (always). Changes nothing
-    else; exit 7 names every node that missed."""
-    with session_for(env, inventory_path, as_json=as_json, interrupted_hint=INTERRUPTED) as session:
+    else; exit 7 names every node that missed. It holds the cluster lock: a node an upgrade or a restart has
+    taken down would be reported as a miss, and none starts while the test page exists."""
+    with (
+        session_for(env, inventory_path, as_json=as_json, interrupted_hint=INTERRUPTED) as session,
+        app.run_lock(session, "verify", wait_seconds=lock_wait) as lock_notes,
+    ):
         session.events.subscribe(JsonLines(env.stdout) if as_json else PlainLines(env.stdout))
+        for note in lock_notes:
+            session.events.emit("note", note)
         report = app.verify(session, space=space, deadline_seconds=timeout)
         document = report.as_json()
         if as_json:
