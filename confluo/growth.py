@@ -16,6 +16,7 @@ from confluo.inventory import Inventory, load_inventory, load_inventory_text
 from confluo.inventory.edit import NewEntry, with_new_node, write_if_unchanged
 from confluo.inventory.load import InventoryReadError, read_text
 from confluo.layout import node_paths
+from confluo.loadbalancer.base import Growable
 from confluo.parallel import in_parallel
 from confluo.plan.addnode import build_add_node_plan, install_paths
 from confluo.plan.addnode_rules import AddNodeRequest, shared_home
@@ -105,9 +106,13 @@ def add_node_plan(session: Session, chosen: Candidate, options: Options, *, writ
     request = AddNodeRequest(options.new, options.donor, chosen.address, str(local_dir(session)),
                              chosen.entry_written, str(inventory.path))  # fmt: skip
     facts = _facts(session, request, write_marker)
-    if session.balancer is not None and inventory.load_balancer is not None:
-        new = next(node for node in inventory.nodes if node.name == options.new)
-        facts = replace(facts, balancer=probe_balancer(replace(inventory, nodes=(new,)), session.balancer))
+    lb = session.balancer
+    if lb is not None and inventory.load_balancer is not None:
+        new, donor = (next(node for node in inventory.nodes if node.name == n) for n in (options.new, options.donor))
+        found = probe_balancer(replace(inventory, nodes=(new,)), lb)
+        if isinstance(lb, Growable) and new.name not in found.states:
+            found = replace(found, addition=lb.describe_add(new.balancer_server, donor.balancer_server))
+        facts = replace(facts, balancer=found)
     return build_add_node_plan(inventory, request, facts)
 
 

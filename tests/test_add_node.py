@@ -230,7 +230,7 @@ def test_a_new_node_that_does_not_join_is_stopped_again(tmp_path: Path) -> None:
 def test_a_server_added_ahead_to_the_load_balancer_is_put_in_the_pool_else_its_line_is_noted() -> None:
     from confluo.loadbalancer.base import AdminState, ServerState
     from confluo.probe.facts import BalancerFacts
-    from confluo.steps.pool import Ready
+    from confluo.steps.pool import AddServer, Ready
 
     text = INVENTORY.replace("nodes:\n", "load_balancer: {kind: haproxy, socket: /run/lb.sock, backend: be}\nnodes:\n")
     after = with_new_node(text, "node1", NewEntry("node3", "10.0.0.13", "http://10.0.0.13:8090"), source="x")
@@ -243,3 +243,9 @@ def test_a_server_added_ahead_to_the_load_balancer_is_put_in_the_pool_else_its_l
     plan = build_add_node_plan(inventory, REQUEST, dataclasses.replace(FACTS, balancer=unknown))
     assert isinstance(plan.rolling[0].steps[-1], JoinCluster)
     assert any("`server node3 10.0.0.13:8090 check cookie node3`" in note for note in plan.notes)
+    addable = dataclasses.replace(unknown, addition="add `server 10.0.0.13:8090 … down;` to upstream confluence")
+    plan = build_add_node_plan(inventory, REQUEST, dataclasses.replace(FACTS, balancer=addable))
+    join, add, ready = plan.rolling[0].steps[-3:]
+    assert isinstance(join, JoinCluster) and isinstance(add, AddServer) and isinstance(ready, Ready)
+    assert (add.server, add.like, add.describe().commands) == ("node3", "web1", (addable.addition,))
+    assert any("confluo adds its server out of the pool, set up as node1's" in note for note in plan.notes)

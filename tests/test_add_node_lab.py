@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from labkit import LabHandle
 from test_upgrade import Traffic, confluo
 
@@ -74,3 +79,38 @@ def test_add_node_grows_a_2_node_lab_to_3_while_the_donor_serves(lab_factory: An
 
     again = confluo(*add_node_args(lab, spare, "--yes"))
     assert again.returncode == 3 and "the cluster already has a node of that name" in again.stderr
+
+
+def test_with_nginx_the_new_node_gets_a_server_line_like_the_donors_and_takes_requests(lab_factory: Any) -> None:
+    """An administrator who did not add the server ahead: confluo writes it into the upstream file, out of the
+    pool, and puts it in once the node is ACTIVE; nginx keeps serving throughout."""
+    lab: LabHandle = lab_factory(nodes=2, spare_hosts=1, lb="nginx")
+    spare = lab.status()["spare_hosts"][0]
+    section = yaml.safe_load(lab.inventory.read_text())["load_balancer"]
+    upstream = Path(section["upstream_file"])
+    upstream.write_text("".join(line for line in upstream.read_text().splitlines(True) if "# node3" not in line))
+    subprocess.run(shlex.split(section["reload_command"]), check=True)
+    time.sleep(0.5)  # the old workers finish; requests then meet only the file above
+    before = upstream.read_text()
+
+    dry = confluo(*add_node_args(lab, spare, "--dry-run"))
+    assert dry.returncode == 0, dry.stderr
+    assert f"add `server {spare['address']}:8090 … down;`" in dry.stdout and upstream.read_text() == before
+
+    with Traffic(lab.lb_url) as traffic:
+        result = confluo(*add_node_args(lab, spare, "--yes", "--json"))
+    assert result.returncode == 0, result.stderr
+    assert traffic.ok > 10 and traffic.failed == 0, traffic.errors
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    steps_done = [e["step"] for e in events if e["event"] == "phase_done" and e.get("node") == "node3"]
+    assert steps_done[-3:] == ["join", "add_server", "ready"], steps_done
+
+    added = [line for line in upstream.read_text().splitlines() if line not in before.splitlines()]
+    donor_line = next(line for line in before.splitlines() if "# node1" in line)
+    expected = donor_line.split("#")[0].rstrip().replace(lab.node("node1")["address"], spare["address"])
+    assert added == [expected.removesuffix(";") + ";  # node3, added by confluo add-node"], added
+    served_by = set()
+    for _ in range(40):  # nginx hashes the session cookie: fresh clients spread over every node
+        with urllib.request.urlopen(lab.lb_url + "/", timeout=5) as response:
+            served_by.add(response.headers["X-Confluence-Node"])
+    assert served_by == {"node1", "node2", "node3"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 from lbkit import Pool, Running, nginx, nginx_argv, send, workdir
 
 from confluo.loadbalancer.base import AdminState, ChangeNotApplied, LoadBalancerError
-from confluo.loadbalancer.nginx import NginxUpstream, servers_of, with_down
+from confluo.loadbalancer.nginx import NginxUpstream
+from confluo.loadbalancer.nginx_text import servers_of, with_down, with_server
 from confluo.transport.local import LocalTransport
 
 
@@ -131,3 +133,37 @@ def test_parsing_keeps_comments_other_upstreams_and_parameters() -> None:
     twice = TRICKY.replace("upstream confluence {", "upstream confluence {\n    server 10.0.0.2:8090;")
     with pytest.raises(LoadBalancerError, match=r"has 2 lines for server 10\.0\.0\.2:8090"):
         with_down(twice, "confluence", "10.0.0.2:8090", True)
+
+
+def test_a_new_server_is_added_out_of_the_pool_as_its_donor_is_set_up_and_then_takes_requests(
+    pool: Pool, lb: Running
+) -> None:
+    upstream = Path(lb.extra["upstream"])
+    without_n3 = "".join(line for line in upstream.read_text().splitlines(True) if "# n3" not in line)
+    upstream.write_text(without_n3)
+    nginx_lb = adapter(lb, pool)
+    subprocess.run(nginx_argv(lb.extra["binary"], lb.dir, Path(lb.extra["main"]), "-s", "reload"), check=True)
+    with pytest.raises(LoadBalancerError, match="has no server"):
+        nginx_lb.state("n3")
+
+    nginx_lb.add_server("n3", like="n1")
+    assert nginx_lb.state("n3").admin is AdminState.MAINT and routed(pool, lb)["n3"] == 0
+    added = [line for line in upstream.read_text().splitlines() if line not in without_n3.splitlines()]
+    assert added == [f"    server {pool['n3'].address} weight=1 max_fails=0 down;  # n3, added by confluo add-node"]
+    nginx_lb.add_server("n3", like="n1")  # there already: nothing changes
+    assert upstream.read_text().count(pool["n3"].address) == 1
+    nginx_lb.ready("n3")
+    assert routed(pool, lb)["n3"] > 0
+    assert nginx_lb.describe_add("n3", "n1").startswith(f"add `server {pool['n3'].address} … down;` (the parameters")
+
+
+def test_a_server_line_is_written_as_its_model_with_down_and_nowhere_else() -> None:
+    added = with_server(TRICKY, "confluence", "10.0.0.9:8090", "10.0.0.2:8090", "node9")
+    assert added.replace("\n    server 10.0.0.9:8090 max_fails=2 down;  # node9", "", 1) == TRICKY
+    assert added.index("10.0.0.9") > added.index('"10.0.0.3:8090" down;')  # after the upstream's last server
+    assert "10.0.0.9" not in added.split("upstream confluence")[0]
+    from_down = with_server(TRICKY, "confluence", "10.0.0.9:8090", "10.0.0.3:8090", "node9")
+    assert "server 10.0.0.9:8090 down;  # node9" in from_down  # `down` once
+    assert with_server(TRICKY, "confluence", "10.0.0.3:8090", "10.0.0.1:8090", "again") == TRICKY
+    with pytest.raises(LoadBalancerError, match=r"has no server 10\.0\.0\.4:8090"):
+        with_server(TRICKY, "confluence", "10.0.0.9:8090", "10.0.0.4:8090", "node9")

@@ -67,6 +67,18 @@ class Weighted(Protocol):
     def weight(self, server: str, percent: int) -> None: ...
 
 
+@runtime_checkable
+class Growable(Protocol):
+    """A load balancer confluo can add a server to, out of the pool (nginx: a line in its upstream file). Not
+    HAProxy's or Apache's runtime additions: their configuration file would lose the server at the next reload."""
+
+    def add_server(self, server: str, like: str) -> None:
+        """`server` added out of the pool, set up as `like` (the node it was copied from) is."""
+        ...
+
+    def describe_add(self, server: str, like: str) -> str: ...
+
+
 def serving(state: ServerState) -> bool:
     """In the pool and not failing its health checks: the load balancer sends it traffic."""
     return state.admin is AdminState.READY and state.healthy is not False

@@ -17,119 +17,22 @@ counted (`sessions=None`), health is unknown.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from confluo.loadbalancer.base import (
     AdminState,
     ChangeNotApplied,
+    Growable,
     LoadBalancer,
     LoadBalancerError,
     ServerState,
     check_applied,
 )
+from confluo.loadbalancer.nginx_text import find_server, with_down, with_server
 from confluo.transport.base import CommandResult, Transport, TransportError, quote_argv
 from confluo.waits import SYSTEM_CLOCK, Clock, Deadline, TimedOut, poll
-
-DOWN = "down"
-
-
-@dataclass(frozen=True)
-class Token:
-    text: str
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class ServerLine:
-    """One `server` directive of an upstream, with where its parts are in the file (to edit it in place)."""
-
-    address: str
-    down: Token | None
-    previous_end: int  # end of the token before `down` (so removing it also removes its leading space)
-    semicolon: int
-
-
-def _tokens(text: str) -> Iterator[Token]:
-    """nginx's words, quoted strings and `{ } ;`, without comments."""
-    index, size = 0, len(text)
-    while index < size:
-        char = text[index]
-        if char.isspace():
-            index += 1
-        elif char == "#":
-            newline = text.find("\n", index)
-            index = size if newline < 0 else newline
-        elif char in "{};":
-            yield Token(char, index, index + 1)
-            index += 1
-        elif char in "\"'":
-            close = text.find(char, index + 1)
-            close = size - 1 if close < 0 else close
-            yield Token(text[index + 1 : close], index, close + 1)
-            index = close + 1
-        else:
-            end = index
-            while end < size and not text[end].isspace() and text[end] not in "{};":
-                end += 1
-            yield Token(text[index:end], index, end)
-            index = end
-
-
-def servers_of(text: str, upstream: str) -> list[ServerLine] | None:
-    """The `server` lines of `upstream NAME { … }`; None when the file has no such upstream."""
-    blocks: list[list[str]] = []
-    words: list[Token] = []
-    found: list[ServerLine] | None = None
-    for token in _tokens(text):
-        if token.text == "{":
-            blocks.append([word.text for word in words])
-            if blocks[-1] == ["upstream", upstream]:
-                found = found or []
-            words = []
-        elif token.text == "}":
-            if blocks:
-                blocks.pop()
-            words = []
-        elif token.text == ";":
-            inside = bool(blocks) and blocks[-1] == ["upstream", upstream]
-            if inside and found is not None and len(words) >= 2 and words[0].text == "server":
-                found.append(_server_line(words, token))
-            words = []
-        else:
-            words.append(token)
-    return found
-
-
-def _server_line(words: Sequence[Token], semicolon: Token) -> ServerLine:
-    for index, word in enumerate(words[2:], start=2):
-        if word.text == DOWN:
-            return ServerLine(words[1].text, word, words[index - 1].end, semicolon.start)
-    return ServerLine(words[1].text, None, words[-1].end, semicolon.start)
-
-
-def find_server(text: str, upstream: str, address: str, where: str) -> ServerLine:
-    servers = servers_of(text, upstream)
-    if servers is None:
-        raise LoadBalancerError(f"{where}: there is no `upstream {upstream}` block")
-    matches = [line for line in servers if line.address == address]
-    if len(matches) != 1:
-        known = ", ".join(line.address for line in servers) or "none"
-        problem = "has no" if not matches else f"has {len(matches)} lines for"
-        raise LoadBalancerError(f"{where}: upstream {upstream} {problem} server {address} (its servers: {known})")
-    return matches[0]
-
-
-def with_down(text: str, upstream: str, address: str, down: bool, where: str = "nginx") -> str:
-    """The file's text with the server's `down` flag set or removed; everything else byte for byte the same."""
-    line = find_server(text, upstream, address, where)
-    if down and line.down is None:
-        return text[: line.semicolon] + " " + DOWN + text[line.semicolon :]
-    if not down and line.down is not None:
-        return text[: line.previous_end] + text[line.down.end :]
-    return text
 
 
 @dataclass(frozen=True)
@@ -197,18 +100,37 @@ class NginxUpstream:
     def warnings(self) -> tuple[str, ...]:
         return ()
 
+    def add_server(self, server: str, like: str) -> None:
+        """A `server` line for `server`, `down`, with the parameters of `like`'s line; nginx -t, reload."""
+        before = self._read()
+        note = f"{server}, added by confluo add-node"
+        self._install(before, with_server(before, self.upstream, self.address(server), self.address(like), note,
+                                          self.where))  # fmt: skip
+        check_applied(self.where, self.state(server), AdminState.MAINT)
+
+    def describe_add(self, server: str, like: str) -> str:
+        return (
+            f"add `server {self.address(server)} … down;` (the parameters of {self.address(like)}'s line) to "
+            f"upstream {self.upstream} of {self.file}, then {self._line(self.test_command)} && "
+            f"{self._line(self.reload_command)}  # on {self.transport.node}"
+        )
+
     def _mark(self, server: str, *, down: bool) -> None:
         before = self._read()
-        after = with_down(before, self.upstream, self.address(server), down, self.where)
-        if after != before:
-            backup = self._replace(after)
-            try:
-                self._reload()
-            except ChangeNotApplied:
-                self._run("mv", "-f", "--", backup, self.file)
-                raise
-            self._run("rm", "-f", "--", backup)
+        self._install(before, with_down(before, self.upstream, self.address(server), down, self.where))
         check_applied(self.where, self.state(server), AdminState.MAINT if down else AdminState.READY)
+
+    def _install(self, before: str, after: str) -> None:
+        """`after` in place of the file and loaded by nginx; the previous file back when it is not."""
+        if after == before:
+            return
+        backup = self._replace(after)
+        try:
+            self._reload()
+        except ChangeNotApplied:
+            self._run("mv", "-f", "--", backup, self.file)
+            raise
+        self._run("rm", "-f", "--", backup)
 
     def _replace(self, text: str) -> str:
         """The file replaced by `text` once `nginx -t` accepts it; returns where the previous file is kept."""
@@ -276,5 +198,6 @@ class NginxUpstream:
         return result
 
 
-if TYPE_CHECKING:  # mypy proves the adapter fills the protocol
+if TYPE_CHECKING:  # mypy proves the adapter fills the protocols
     _protocol: type[LoadBalancer] = NginxUpstream
+    _grows: type[Growable] = NginxUpstream

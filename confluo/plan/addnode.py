@@ -28,6 +28,7 @@ from confluo.probe.newnode_facts import AddNodeFacts
 from confluo.steps.base import Host, Step
 from confluo.steps.clone import CloneInstall, SeedLocalHome
 from confluo.steps.newnode import Edit, EditIdentity, JoinCluster
+from confluo.steps.pool import AddServer
 from confluo.steps.repoint import Repoint
 from confluo.steps.service import StartNode, StopNode
 
@@ -87,10 +88,13 @@ def _steps(
         host, StartNode(host, install, service_install, found.installed_version or ""),
         StopNode(host, install, service_install),
     ))  # fmt: skip
+    pool = PoolPlan(inventory, Facts(nodes=(), cluster=facts.cluster, cluster_error=None, archive=None,
+                                     archive_error=None, balancer=facts.balancer))  # fmt: skip
     if in_balancer(inventory, request, facts):  # its server was added ahead of it: into the pool, seen UP
-        pool = Facts(nodes=(), cluster=facts.cluster, cluster_error=None, archive=None, archive_error=None,
-                     balancer=facts.balancer)  # fmt: skip
-        steps += PoolPlan(inventory, pool).put_back(host)
+        steps += pool.put_back(host)
+    elif facts.balancer is not None and facts.balancer.addition is not None:
+        steps.append(AddServer(host, pool.commands(new), donor.balancer_server, facts.balancer.addition))
+        steps += pool.put_back(host)
     return tuple(steps)
 
 

@@ -167,6 +167,9 @@ def add_node_notes(inventory: Inventory, request: AddNodeRequest, facts: AddNode
     if in_balancer(inventory, request, facts):
         notes.append(f"the load balancer already has {new.name}'s server `{new.balancer_server}`: confluo puts it in "
                      "the pool once it is ACTIVE")  # fmt: skip
+    elif facts.balancer is not None and facts.balancer.addition is not None:
+        notes.append(f"the load balancer: once {new.name} is ACTIVE, confluo adds its server out of the pool, set up "
+                     f"as {request.donor}'s, then puts it in")  # fmt: skip
     else:
         notes.append(balancer_note(inventory, new, request.address))
     if facts.new_host.marker_seen is None and not (facts.donor.shared_sha256 and facts.new_host.shared_sha256):
@@ -192,5 +195,6 @@ def balancer_note(inventory: Inventory, new: Node, address: str) -> str:
     }
     kind = inventory.load_balancer.kind if inventory.load_balancer else None
     line = lines.get(kind or "haproxy", f"{new.url}")
-    return (f"the load balancer: add {new.name}'s server yourself, e.g. `{line}`; confluo does not add servers (with "
-            "it there before, confluo puts it in the pool once the node is ACTIVE)")  # fmt: skip
+    return (f"the load balancer: add {new.name}'s server yourself, e.g. `{line}` (confluo adds servers to nginx's "
+            "upstream file only: HAProxy's and Apache's runtime additions are lost at their next reload); with it "
+            "there before, confluo puts it in the pool once the node is ACTIVE")  # fmt: skip

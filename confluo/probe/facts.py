@@ -93,6 +93,7 @@ class BalancerFacts:
     commands: Mapping[str, Mapping[AdminState, str]] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    addition: str | None = None  # add-node: how confluo adds the new node's server (None: it cannot, or it is there)
 
 
 @dataclass(frozen=True)

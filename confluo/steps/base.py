@@ -36,6 +36,7 @@ class StepKind(enum.Enum):
     DRAIN = "drain in load balancer"
     MAINT = "out of load balancer"
     READY = "back in load balancer"
+    ADD_SERVER = "add to load balancer"
     PRUNE = "remove"
     UPGRADE_MODE_ON = "POST /rest/zdu/start"
     UPGRADE_MODE_OFF = "POST /rest/zdu/cancel"

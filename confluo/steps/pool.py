@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluo.api.base import ApiError, cluster_entry
-from confluo.loadbalancer.base import AdminState, ServerState, Weighted, serving
+from confluo.loadbalancer.base import AdminState, Growable, LoadBalancerError, ServerState, Weighted, serving
 from confluo.steps.base import Host, NodeStep, Preview, StepContext, StepKind, Waited, WaitTimedOut
 from confluo.waits import Deadline, TimedOut, poll
 
@@ -187,3 +187,31 @@ class Ready(Waited, PoolStep):
             for percent in self.ramp[1:]:
                 ctx.clock.sleep(self.ramp_pause)
                 weighted.weight(self.server, percent)
+
+
+@dataclass(frozen=True)
+class AddServer(PoolStep):
+    """add-node: the new node's server added to the load balancer out of the pool, set up as its donor's is;
+    `Ready` then puts it in."""
+
+    kind = StepKind.ADD_SERVER
+
+    host: Host
+    commands: PoolCommands
+    like: str  # the donor's server
+    line: str  # the change as an operator would make it by hand
+
+    def describe(self) -> Preview:
+        return Preview(commands=(self.line,))
+
+    def is_done(self, ctx: StepContext) -> bool:
+        try:
+            self._state(ctx)
+        except LoadBalancerError:
+            return False
+        return True
+
+    def apply(self, ctx: StepContext) -> None:
+        lb = ctx.pool
+        assert isinstance(lb, Growable), "planned only for a load balancer confluo can add a server to"
+        lb.add_server(self.server, self.like)
