@@ -110,6 +110,22 @@ def test_cancel_and_finalize_put_back_a_node_left_out_of_the_pool_first(site: Fa
     assert phases.index("load balancer") < phases.index("finalize")
 
 
+
+def test_an_upgrade_that_only_runs_failed_upgrade_tasks_again_puts_a_node_back_first(site: FakeSite) -> None:
+    lb = site.with_balancer()
+    site.finalize_fails = True
+    code, _, err = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.FAILED_AFTER_CHANGES and set(site.versions().values()) == {TARGET}, err
+    site.finalize_fails = False
+    lb.changes.clear()
+    lb.admin["node3"] = AdminState.DRAIN  # left so by a run killed mid-way, or by hand
+    code, out, err = confluo(site, "upgrade", "--yes", "--json")
+    assert code == ExitCode.SUCCESS, err
+    assert lb.changes == [("node3", "ready")]
+    phases = [e.get("phase") for e in events(out) if e["event"] == "phase_done"]
+    assert phases.index("load balancer") < phases.index("finalize")
+
+
 def test_the_summary_has_each_nodes_time_out_of_the_pool_and_its_drain(site: FakeSite) -> None:
     lb = site.with_balancer()
     lb.sessions, lb.leave_seconds = {"node1": 2, "node2": 2, "node3": 2}, 4.0

@@ -49,7 +49,7 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
     reasons += node_reasons(inventory, facts)
     if facts.cluster is not None and facts.cluster.state is ClusterState.UPGRADE_TASKS_FAILED:
         # Approved already (upgrade mode is off): all that is left is to run its upgrade tasks again.
-        return build_tasks_again_plan(inventory, facts.cluster, reasons)
+        return with_reconcile(build_tasks_again_plan(inventory, facts.cluster, reasons), inventory, facts)
     source = source_version(facts, target, reasons)
     if already_on_target(inventory, facts, target):
         done = Plan(inventory.cluster.name, target, target, nothing_to_do=True)
