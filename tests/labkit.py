@@ -152,7 +152,13 @@ def lab_options(
 ) -> model.LabOptions:
     timings = model.Timings(start_seconds, stop_seconds, finalize_seconds, index_seconds)
     return model.LabOptions(
-        nodes=nodes, version=version, db=db, lb=lb, timings=timings, local=local, lb_retries=lb_retries,
+        nodes=nodes,
+        version=version,
+        db=db,
+        lb=lb,
+        timings=timings,
+        local=local,
+        lb_retries=lb_retries,
         synchrony=synchrony,
         spare_hosts=spare_hosts,
     )
@@ -173,4 +179,3 @@ def start_lab(**options: Any) -> Iterator[LabHandle]:
         finally:
             if os.environ.get("CONFLUO_KEEP_LABS") != "1":
                 shutil.rmtree(lab_dir, ignore_errors=True)
-

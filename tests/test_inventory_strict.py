@@ -117,7 +117,15 @@ def test_values_are_normalised(tmp_path: Path) -> None:
         ({"kind": "haproxy", "socket": "/run/haproxy/admin.sock", "backend": "confluence"}, HaproxyBalancer),
         ({"kind": "nginx", "upstream_file": "/etc/nginx/u.conf", "upstream": "confluence"}, NginxBalancer),
         ({"kind": "apache", "balancer_manager_url": "https://lb/balancer-manager", "balancer": "c"}, ApacheBalancer),
-        ({"kind": "command", "drain": "lbctl off {server}", "ready": "lbctl on {server} {{x}}", "status": "lbctl show {server}"}, CommandBalancer),
+        (
+            {
+                "kind": "command",
+                "drain": "lbctl off {server}",
+                "ready": "lbctl on {server} {{x}}",
+                "status": "lbctl show {server}",
+            },
+            CommandBalancer,
+        ),
     ],
 )
 def test_each_load_balancer_kind(tmp_path: Path, section: dict[str, object], kind: type) -> None:

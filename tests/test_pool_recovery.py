@@ -110,7 +110,6 @@ def test_cancel_and_finalize_put_back_a_node_left_out_of_the_pool_first(site: Fa
     assert phases.index("load balancer") < phases.index("finalize")
 
 
-
 def test_an_upgrade_that_only_runs_failed_upgrade_tasks_again_puts_a_node_back_first(site: FakeSite) -> None:
     lb = site.with_balancer()
     site.finalize_fails = True

@@ -118,7 +118,9 @@ def test_a_run_that_stopped_mid_roll_is_resumed_by_the_same_command(site: FakeSi
 
     def die(event: object) -> None:
         if (getattr(event, "kind", ""), getattr(event, "node", ""), getattr(event, "phase", "")) == (
-            "phase_done", "node2", "stop"
+            "phase_done",
+            "node2",
+            "stop",
         ):
             raise Killed
 

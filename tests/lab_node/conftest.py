@@ -58,8 +58,15 @@ class Response:
         return json.loads(self.body)
 
 
-def http(method: str, url: str, *, auth: tuple[str, str] | None = (ADMIN, PASSWORD), token: str | None = None,
-         body: object = None, timeout: float = 5.0) -> Response:
+def http(
+    method: str,
+    url: str,
+    *,
+    auth: tuple[str, str] | None = (ADMIN, PASSWORD),
+    token: str | None = None,
+    body: object = None,
+    timeout: float = 5.0,
+) -> Response:
     headers = {"Accept": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -184,12 +191,19 @@ class Cluster:
 
     # building
 
-    def add_node(self, name: str, version: str = VERSION, *, db_kind: str = "postgresql",
-                 lose: tuple[str, ...] = ()) -> Node:
+    def add_node(
+        self, name: str, version: str = VERSION, *, db_kind: str = "postgresql", lose: tuple[str, ...] = ()
+    ) -> Node:
         node = Node(name, next(_ADDRESSES), self.root / "hosts" / name)
         provision.write_host_marker(node.host, name=name, address=node.address, http_port=PORT)
-        provision.create_home(node.home, cluster_name="lab", shared_home=self.root / "shared", db_file=self.db,
-                              db_kind=db_kind, build_number=build_number_for(VERSION))
+        provision.create_home(
+            node.home,
+            cluster_name="lab",
+            shared_home=self.root / "shared",
+            db_file=self.db,
+            db_kind=db_kind,
+            build_number=build_number_for(VERSION),
+        )
         self.nodes[name] = node
         self.install(node, version, db_kind=db_kind, lose=lose)
         return node
@@ -200,8 +214,14 @@ class Cluster:
         ``lose`` names customizations to drop: "address", "name", "home", "driver".
         """
         target = provision.install_release(self.archives[version], node.base, version)
-        provision.customize_install(target, address=node.address, node_name=node.name, conf_user=getpass.getuser(),
-                                    home=node.home, db_kind="postgresql" if "driver" in lose else db_kind)
+        provision.customize_install(
+            target,
+            address=node.address,
+            node_name=node.name,
+            conf_user=getpass.getuser(),
+            home=node.home,
+            db_kind="postgresql" if "driver" in lose else db_kind,
+        )
         stock = {"address": SERVER_XML, "name": SETENV_SH, "home": INIT_PROPERTIES}
         for customization in lose:
             if customization in stock:
@@ -211,8 +231,9 @@ class Cluster:
     # running
 
     def start(self, node: Node) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(node.install / "bin" / "start-confluence.sh")], capture_output=True,
-                                text=True, timeout=10, check=False)
+        result = subprocess.run(
+            [str(node.install / "bin" / "start-confluence.sh")], capture_output=True, text=True, timeout=10, check=False
+        )
         if result.returncode == 0:
             self.pids.add(int(node.pid_file.read_text()))
         return result
@@ -222,8 +243,9 @@ class Cluster:
 
     def send_stop(self, node: Node) -> subprocess.CompletedProcess[str]:
         """Run stop-confluence.sh (it returns at once; the node stops in the background)."""
-        return subprocess.run([str(node.install / "bin" / "stop-confluence.sh")], capture_output=True, text=True,
-                              timeout=10, check=False)
+        return subprocess.run(
+            [str(node.install / "bin" / "stop-confluence.sh")], capture_output=True, text=True, timeout=10, check=False
+        )
 
     def stop(self, node: Node) -> None:
         pid = self.pid(node)
@@ -246,14 +268,18 @@ class Cluster:
 
     def wait_status(self, node: Node, state: str, timeout: float = 10.0) -> tuple[int, str]:
         expected = json.dumps({"state": state}, separators=(",", ":"))
-        seen: tuple[int, str] = wait_for(lambda: (s := self.status(node)) and s[1] == expected and s, timeout,
-                                         f"{node.name} /status {state}")
+        seen: tuple[int, str] = wait_for(
+            lambda: (s := self.status(node)) and s[1] == expected and s, timeout, f"{node.name} /status {state}"
+        )
         return seen
 
     def view_node(self, node: Node, name: str | None = None) -> dict[str, Any]:
         """The node's row in `cluster_view` (by address and name: a "Not configured" row is another row)."""
-        rows = [n for n in cluster_view(self.db)["nodes"]
-                if n["address"] == node.address and n["name"] == (name or node.name)]
+        rows = [
+            n
+            for n in cluster_view(self.db)["nodes"]
+            if n["address"] == node.address and n["name"] == (name or node.name)
+        ]
         assert len(rows) == 1, rows
         row: dict[str, Any] = rows[0]
         return row
@@ -278,8 +304,16 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path: Path, archives: dict[str, Path], pristine: dict[str, Path]) -> Iterator[Cluster]:
     lab = Cluster(tmp_path, archives, pristine)
-    init_database(lab.db, version=VERSION, admin_user=ADMIN, admin_password=PASSWORD, token=TOKEN,
-                  start_seconds=START_SECONDS, stop_seconds=STOP_SECONDS, finalize_seconds=FINALIZE_SECONDS)
+    init_database(
+        lab.db,
+        version=VERSION,
+        admin_user=ADMIN,
+        admin_password=PASSWORD,
+        token=TOKEN,
+        start_seconds=START_SECONDS,
+        stop_seconds=STOP_SECONDS,
+        finalize_seconds=FINALIZE_SECONDS,
+    )
     try:
         yield lab
     finally:

@@ -48,10 +48,20 @@ def test_archive_has_the_release_layout(archives: dict[str, Path]) -> None:
     assert archive.name == f"atlassian-confluence-{VERSION}.tar.gz"
     members = _members(archive)
     assert {name.split("/")[0] for name in members} == {TOP}
-    for name in ("README.txt", "bin/start-confluence.sh", "bin/stop-confluence.sh", "bin/setenv.sh", "bin/user.sh",
-                 "bin/catalina.sh", "conf/server.xml", str(INIT_PROPERTIES),
-                 "confluence/WEB-INF/classes/seraph-config.xml", "confluence/WEB-INF/lib/postgresql-42.7.3.jar",
-                 str(POM_PROPERTIES), "lib/confluence-node.pyz"):
+    for name in (
+        "README.txt",
+        "bin/start-confluence.sh",
+        "bin/stop-confluence.sh",
+        "bin/setenv.sh",
+        "bin/user.sh",
+        "bin/catalina.sh",
+        "conf/server.xml",
+        str(INIT_PROPERTIES),
+        "confluence/WEB-INF/classes/seraph-config.xml",
+        "confluence/WEB-INF/lib/postgresql-42.7.3.jar",
+        str(POM_PROPERTIES),
+        "lib/confluence-node.pyz",
+    ):
         assert members[f"{TOP}/{name}"].isfile(), name
     for directory in ("logs", "work", "temp"):
         assert members[f"{TOP}/{directory}"].isdir()
@@ -89,8 +99,9 @@ def test_the_node_program_runs_on_a_bare_python3(archives: dict[str, Path], tmp_
     """-I -S: no site-packages, no environment, no current directory: the standard library only."""
     pyz = tmp_path / "confluence-node.pyz"
     pyz.write_bytes(_read(archives[VERSION], "lib/confluence-node.pyz"))
-    done = subprocess.run(["/usr/bin/python3", "-I", "-S", str(pyz), "--help"], capture_output=True, text=True,
-                          timeout=30)
+    done = subprocess.run(
+        ["/usr/bin/python3", "-I", "-S", str(pyz), "--help"], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0, done.stderr
     assert "--install" in done.stdout
 
@@ -104,7 +115,8 @@ def test_archive_is_reproducible_and_padding_sets_its_size(tmp_path: Path, archi
 
 
 def test_install_release_strips_the_top_directory_and_refuses_to_overwrite(
-        tmp_path: Path, archives: dict[str, Path]) -> None:
+    tmp_path: Path, archives: dict[str, Path]
+) -> None:
     base = tmp_path / "opt/atlassian/confluence"
     install = provision.install_release(archives[VERSION], base, VERSION)
     assert install == base / VERSION
@@ -129,8 +141,9 @@ def test_point_current_switches_the_symlink(tmp_path: Path, archives: dict[str, 
 def test_customize_install_applies_the_production_changes(tmp_path: Path, archives: dict[str, Path]) -> None:
     install = provision.install_release(archives[VERSION], tmp_path / "base", VERSION)
     home = tmp_path / "home"
-    provision.customize_install(install, address="127.0.0.11", node_name="node1", conf_user="cl0n1", home=home,
-                                db_kind="mysql")
+    provision.customize_install(
+        install, address="127.0.0.11", node_name="node1", conf_user="cl0n1", home=home, db_kind="mysql"
+    )
     assert read_connector(install / "conf/server.xml") == ("127.0.0.11", 8090)
     assert read_node_name(install / "bin/setenv.sh") == "node1"
     assert 'CONF_USER="cl0n1"' in (install / "bin/user.sh").read_text()
@@ -146,16 +159,28 @@ def test_customize_install_applies_the_production_changes(tmp_path: Path, archiv
 
 def test_create_home_writes_a_cluster_configuration_and_keeps_the_node_id(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    provision.create_home(home, cluster_name="lab", shared_home=tmp_path / "shared", db_file=tmp_path / "db.sqlite",
-                          db_kind="mysql", build_number=902013)
+    provision.create_home(
+        home,
+        cluster_name="lab",
+        shared_home=tmp_path / "shared",
+        db_file=tmp_path / "db.sqlite",
+        db_kind="mysql",
+        build_number=902013,
+    )
     info = read_home(home)
     assert info is not None and info.setup_complete and info.build_number == 902013
     assert info.jdbc_url.startswith("jdbc:mysql://") and info.shared_home == str(tmp_path / "shared")
     assert info.db_file == tmp_path / "db.sqlite" and info.finalized_build == 902013
     assert info.node_id is not None and len(info.node_id) == 8 and int(info.node_id, 16) >= 0
     assert (home / "logs").is_dir()
-    provision.create_home(home, cluster_name="lab", shared_home=tmp_path / "shared", db_file=tmp_path / "db.sqlite",
-                          db_kind="postgresql", build_number=902014)
+    provision.create_home(
+        home,
+        cluster_name="lab",
+        shared_home=tmp_path / "shared",
+        db_file=tmp_path / "db.sqlite",
+        db_kind="postgresql",
+        build_number=902014,
+    )
     again = read_home(home)
     assert again is not None and again.node_id == info.node_id and again.jdbc_url.startswith("jdbc:postgresql:")
 
@@ -163,7 +188,10 @@ def test_create_home_writes_a_cluster_configuration_and_keeps_the_node_id(tmp_pa
 def test_host_marker_is_found_from_the_installation(tmp_path: Path, archives: dict[str, Path]) -> None:
     provision.write_host_marker(tmp_path, name="node1", address="127.0.0.11", http_port=8090)
     assert json.loads((tmp_path / "etc/lab-host.json").read_text()) == {
-        "name": "node1", "address": "127.0.0.11", "http_port": 8090}
+        "name": "node1",
+        "address": "127.0.0.11",
+        "http_port": 8090,
+    }
     base = tmp_path / "opt/atlassian/confluence"
     provision.install_release(archives[VERSION], base, VERSION)
     provision.point_current(base, VERSION)

@@ -163,7 +163,6 @@ def test_cluster_view_reports_nodes_for_lab_status(running: tuple[Cluster, Node,
     assert view["state"] == "STABLE" and view["upgrade_mode"] is False and view["version"] == "9.2.13"
     assert [n["name"] for n in view["nodes"]] == ["node1", "node2"]
     row = view["nodes"][0]
-    assert set(row) >= {"id", "name", "address", "state", "version", "build_number", "tasks", "users", "pid",
-                        "problem"}
+    assert set(row) >= {"id", "name", "address", "state", "version", "build_number", "tasks", "users", "pid", "problem"}
     assert row["address"] == first.address and row["state"] == "ACTIVE"
     assert PASSWORD not in cluster.db.read_bytes().decode("latin-1")  # only a salted hash is stored

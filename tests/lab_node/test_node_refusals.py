@@ -61,13 +61,16 @@ def test_a_different_version_is_refused_while_upgrade_mode_is_off(cluster: Clust
     assert f"version {NEXT} is not accepted" in problem and "upgrade mode is off" in problem
 
 
-@pytest.mark.parametrize(("version", "accepted"), [
-    (VERSION, True),
-    (NEXT, True),  # bug-fix
-    (FEATURE, True),  # the next feature release, from 9.2
-    (PLATFORM, False),  # a platform release is never rolling
-    (OLDER, False),  # a downgrade
-])
+@pytest.mark.parametrize(
+    ("version", "accepted"),
+    [
+        (VERSION, True),
+        (NEXT, True),  # bug-fix
+        (FEATURE, True),  # the next feature release, from 9.2
+        (PLATFORM, False),  # a platform release is never rolling
+        (OLDER, False),  # a downgrade
+    ],
+)
 def test_upgrade_mode_accepts_only_allowed_rolling_steps(cluster: Cluster, version: str, accepted: bool) -> None:
     assert zdu_transition(cluster.db, "start")
     node = cluster.add_node("node1", version)

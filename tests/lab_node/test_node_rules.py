@@ -26,18 +26,21 @@ from confluo.lab.node.states import (
 from confluo.lab.node.versions import build_number_for, rolling_step_allowed, version_refusal
 
 
-@pytest.mark.parametrize(("original", "target", "allowed"), [
-    ("9.2.13", "9.2.14", True),  # bug-fix
-    ("7.9.0", "7.9.4", True),  # bug-fix from 7.9
-    ("7.8.1", "7.8.3", False),  # before ZDU existed
-    ("7.13.0", "7.14.0", False),  # feature step needs 7.14
-    ("7.14.2", "7.15.0", True),  # the next feature release
-    ("7.14.2", "7.17.0", False),  # more than one feature release
-    ("9.2.13", "10.0.0", False),  # platform release
-    ("9.2.13", "9.2.12", False),  # downgrade
-    ("9.2.13", "9.2.13", False),  # not an upgrade
-    ("9.2.13", "garbage", False),
-])
+@pytest.mark.parametrize(
+    ("original", "target", "allowed"),
+    [
+        ("9.2.13", "9.2.14", True),  # bug-fix
+        ("7.9.0", "7.9.4", True),  # bug-fix from 7.9
+        ("7.8.1", "7.8.3", False),  # before ZDU existed
+        ("7.13.0", "7.14.0", False),  # feature step needs 7.14
+        ("7.14.2", "7.15.0", True),  # the next feature release
+        ("7.14.2", "7.17.0", False),  # more than one feature release
+        ("9.2.13", "10.0.0", False),  # platform release
+        ("9.2.13", "9.2.12", False),  # downgrade
+        ("9.2.13", "9.2.13", False),  # not an upgrade
+        ("9.2.13", "garbage", False),
+    ],
+)
 def test_rolling_step_rules(original: str, target: str, allowed: bool) -> None:
     assert rolling_step_allowed(original, target) is allowed
 
@@ -57,19 +60,22 @@ def test_build_numbers_are_deterministic_and_grow_with_the_version() -> None:
     assert build_number_for("9.2.13") == build_number_for("9.2.13")
 
 
-@pytest.mark.parametrize(("nodes", "mode", "pending", "expected"), [
-    ([(ACTIVE, "1.0"), (ACTIVE, "1.0")], False, False, STABLE),
-    ([(ACTIVE, "1.0"), (ERROR, "1.1")], False, False, STABLE),  # ERROR only matters in upgrade mode
-    ([(ACTIVE, "1.1")], False, True, UPGRADE_TASKS_FAILED),
-    ([(TASKS_FAILED, "1.1")], False, False, UPGRADE_TASKS_FAILED),
-    ([(RUNNING_FINALIZE, "1.1"), (ACTIVE, "1.1")], False, True, RUNNING_UPGRADE_TASKS),
-    ([(ACTIVE, "1.0"), (ACTIVE, "1.0")], True, False, READY_TO_UPGRADE),
-    ([(ACTIVE, "1.0"), (OFFLINE, "1.0")], True, False, READY_TO_UPGRADE),
-    ([(ACTIVE, "1.0"), (ERROR, "1.0")], True, False, MIXED),
-    ([(ACTIVE, "1.0"), (STARTING, "1.1")], True, False, MIXED),
-    ([(OFFLINE, "1.0"), (ACTIVE, "1.1")], True, False, READY_TO_RUN_UPGRADE_TASKS),  # OFFLINE ignored
-    ([(ACTIVE, "1.1"), (ACTIVE, "1.1")], True, False, READY_TO_RUN_UPGRADE_TASKS),
-])
+@pytest.mark.parametrize(
+    ("nodes", "mode", "pending", "expected"),
+    [
+        ([(ACTIVE, "1.0"), (ACTIVE, "1.0")], False, False, STABLE),
+        ([(ACTIVE, "1.0"), (ERROR, "1.1")], False, False, STABLE),  # ERROR only matters in upgrade mode
+        ([(ACTIVE, "1.1")], False, True, UPGRADE_TASKS_FAILED),
+        ([(TASKS_FAILED, "1.1")], False, False, UPGRADE_TASKS_FAILED),
+        ([(RUNNING_FINALIZE, "1.1"), (ACTIVE, "1.1")], False, True, RUNNING_UPGRADE_TASKS),
+        ([(ACTIVE, "1.0"), (ACTIVE, "1.0")], True, False, READY_TO_UPGRADE),
+        ([(ACTIVE, "1.0"), (OFFLINE, "1.0")], True, False, READY_TO_UPGRADE),
+        ([(ACTIVE, "1.0"), (ERROR, "1.0")], True, False, MIXED),
+        ([(ACTIVE, "1.0"), (STARTING, "1.1")], True, False, MIXED),
+        ([(OFFLINE, "1.0"), (ACTIVE, "1.1")], True, False, READY_TO_RUN_UPGRADE_TASKS),  # OFFLINE ignored
+        ([(ACTIVE, "1.1"), (ACTIVE, "1.1")], True, False, READY_TO_RUN_UPGRADE_TASKS),
+    ],
+)
 def test_calculate_cluster_state(nodes: list[tuple[str, str]], mode: bool, pending: bool, expected: str) -> None:
     state = calculate_cluster_state(nodes, upgrade_mode=mode, original_version="1.0", has_finalization_tasks=pending)
     assert state == expected
@@ -95,8 +101,10 @@ def test_node_name_comes_from_live_setenv_lines_only(tmp_path: Path) -> None:
 
 def test_connector_address_skips_commented_connectors(tmp_path: Path) -> None:
     server_xml = tmp_path / "server.xml"
-    server_xml.write_text('<Server><!-- <Connector port="1" address="9.9.9.9"/> -->'
-                          '<Service><Connector port="8090" protocol="HTTP/1.1"/></Service></Server>')
+    server_xml.write_text(
+        '<Server><!-- <Connector port="1" address="9.9.9.9"/> -->'
+        '<Service><Connector port="8090" protocol="HTTP/1.1"/></Service></Server>'
+    )
     assert read_connector(server_xml) == (None, 8090)
     server_xml.write_text(provision.set_connector_address(server_xml.read_text(), "127.0.0.11"))
     assert read_connector(server_xml) == ("127.0.0.11", 8090)

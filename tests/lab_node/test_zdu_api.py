@@ -30,15 +30,19 @@ def _refused(cluster: Cluster, node: Node, *actions: str) -> None:
     assert cluster.cluster(node)["state"] == before
 
 
-@pytest.mark.parametrize(("auth", "token"), [
-    (None, None),
-    ((ADMIN, "wrong"), None),
-    (("someone", PASSWORD), None),
-    ((ADMIN, TOKEN), None),  # a personal access token is no Basic password
-    (None, "not-the-token"),
-])
-def test_api_needs_the_sysadmin_or_the_token(running: tuple[Cluster, Node, Node], auth: tuple[str, str] | None,
-                                             token: str | None) -> None:
+@pytest.mark.parametrize(
+    ("auth", "token"),
+    [
+        (None, None),
+        ((ADMIN, "wrong"), None),
+        (("someone", PASSWORD), None),
+        ((ADMIN, TOKEN), None),  # a personal access token is no Basic password
+        (None, "not-the-token"),
+    ],
+)
+def test_api_needs_the_sysadmin_or_the_token(
+    running: tuple[Cluster, Node, Node], auth: tuple[str, str] | None, token: str | None
+) -> None:
     cluster, node, _ = running
     for method, route in (("GET", "cluster"), ("GET", "state"), ("POST", "start")):
         assert cluster.api(node, method, route, auth=auth, token=token).status == 401
@@ -63,8 +67,20 @@ def test_cluster_resource_shape(running: tuple[Cluster, Node, Node]) -> None:
     assert [n["name"] for n in nodes] == ["node1", "node2"]
     assert [n["local"] for n in nodes] == [False, True]  # the answering node is node2
     assert nodes[0]["ipAddress"] == first.address and nodes[0]["portNumber"] == 8090
-    assert set(nodes[0]) == {"id", "name", "ipAddress", "state", "tasksTotal", "activeUserCount", "buildNumber",
-                             "version", "local", "finalization", "links", "portNumber"}
+    assert set(nodes[0]) == {
+        "id",
+        "name",
+        "ipAddress",
+        "state",
+        "tasksTotal",
+        "activeUserCount",
+        "buildNumber",
+        "version",
+        "local",
+        "finalization",
+        "links",
+        "portNumber",
+    }
     assert nodes[0]["buildNumber"] == str(build_number_for(VERSION)) and nodes[0]["version"] == VERSION
     assert re.fullmatch(r"[0-9a-f]{8}", nodes[0]["id"])
     assert nodes[0]["links"][0]["rel"] == "self" and nodes[0]["links"][0]["href"].endswith(nodes[0]["id"])
