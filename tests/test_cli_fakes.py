@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from fakes import SOURCE, TARGET, FakeSite
 
-from confluo.cli.env import Env
+from confluo.cli.env import Env, ReaderSafe
 from confluo.cli.main import cli
 from confluo.errors import ExitCode
 
@@ -185,3 +186,37 @@ def test_a_closed_stdin_or_stdout_is_no_terminal(monkeypatch: pytest.MonkeyPatch
     env = Env()
     assert not env.stdin_isatty and not env.stdout_isatty
     env.stdout.write("nowhere\n")  # the shell closed it: written to the null device, never a crash
+
+
+class ReaderLeaves(io.StringIO):
+    """A pipe whose reader went away after its first lines (`confluo upgrade | head -3`)."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def write(self, text: str) -> int:
+        if self.getvalue().count("\n") >= self.lines:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_an_upgrade_whose_output_reader_leaves_goes_on_to_its_end(site: FakeSite) -> None:
+    pipe = ReaderLeaves(lines=3)
+    env = Env(stdin_isatty=False, stdout_isatty=False, stdout=ReaderSafe(pipe), ports=site.ports())
+    result = CliRunner().invoke(cli, ["upgrade", "--yes", "--json", "-i", str(site.inventory)], obj=env)
+    assert result.exit_code == ExitCode.SUCCESS, result.stderr
+    assert set(site.versions().values()) == {TARGET} and pipe.getvalue().count("\n") == 3
+    assert not site.api.upgrade_mode
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(["inventory", "schema"], ExitCode.SUCCESS), (["plan", "-i", "/nonexistent.yaml"], ExitCode.USAGE)],
+)
+def test_a_command_whose_output_is_closed_by_its_reader_ends_as_it_would_have(args: list[str], code: int) -> None:
+    command = [sys.executable, "-c", "from confluo.cli.main import main; main()", *args]
+    started = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # `2>&1 | head`
+    assert started.stdout is not None
+    started.stdout.close()  # as `head` does once it has its lines
+    assert started.wait(timeout=60) == code

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from confluo.ports import Ports
 
@@ -37,3 +37,40 @@ def _is_terminal(stream: IO[str] | None) -> bool:
 
 def _nowhere() -> IO[str]:
     return open(os.devnull, "w")  # lives as long as the command
+
+
+class ReaderSafe:
+    """stdout for a run that must not stop because its reader did (`confluo plan | head`, a terminal closed while
+    an upgrade runs): once a write meets a closed pipe, output goes nowhere and the run goes on — a node half-way
+    through its upgrade is finished, and the log keeps every line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        self.reader_gone = True
+        try:  # the interpreter flushes stdout once more at exit: that flush must find somewhere to go too
+            nowhere = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(nowhere, self._stream.fileno())
+            os.close(nowhere)
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 import click
 
 from confluo import __version__
 from confluo.cli import add_node, inventory, lb, lock, operate, recover, upgrade, verify
-from confluo.cli.env import Env
+from confluo.cli.env import Env, ReaderSafe
 from confluo.cli.options import EXIT_CODES_HELP
 from confluo.errors import Terminated
 from confluo.lab.cli import lab
@@ -46,4 +47,8 @@ def _terminate(signum: int, frame: object) -> None:
 def main() -> None:
     # cron, systemd and CI stop a job with SIGTERM: unwind as for Ctrl-C, bringing the node in progress back.
     signal.signal(signal.SIGTERM, _terminate)
+    if sys.stdout is not None:
+        sys.stdout = ReaderSafe(sys.stdout)  # a file in all that is used of it
+    if sys.stderr is not None:
+        sys.stderr = ReaderSafe(sys.stderr)  # `2>&1 | head`: the exit code still says how the run ended
     cli(prog_name="confluo")
