@@ -33,6 +33,7 @@ from confluo.api.base import (
     InvalidTransition,
     NodeInfo,
     NodeState,
+    PageView,
     StatusState,
 )
 from confluo.inventory import ClusterSettings, Node
@@ -344,6 +345,15 @@ class FakeClusterApi:
             return StatusState.UNREACHABLE
         return StatusState.ERROR if self.site.fails(host.name, running[1]) else StatusState.RUNNING
 
+    def view_page(self, url: str, *, timeout: float = 10.0) -> PageView:
+        host = next(h for h in self.site.hosts if h.url == url)
+        running = host.running()
+        if running is None:
+            return PageView(False, "unreachable (ConnectError)")
+        if host.name in self.site.pages_broken and running[1] == TARGET:
+            return PageView(False, "HTTP 500")  # ACTIVE and RUNNING, but the new release renders no page
+        return PageView(True, "page 98306 viewed")
+
     def close(self) -> None:
         return None
 
@@ -358,6 +368,7 @@ class FakeSite:
     archive: Path
     clock: FakeClock = field(default_factory=FakeClock)
     failing: set[str] = field(default_factory=set)  # nodes on which the new release reports ERROR once started
+    pages_broken: set[str] = field(default_factory=set)  # nodes on which the new release serves no page (yet ACTIVE)
     load: dict[str, int] = field(default_factory=dict)
     finalize_fails: bool = False
     users: dict[str, int] = field(default_factory=dict)  # active users the cluster reports per node

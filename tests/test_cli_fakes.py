@@ -82,6 +82,25 @@ def test_a_failed_start_is_rolled_back_and_exits_6_with_a_final_json_event(site:
     assert "node1" in err and set(site.versions().values()) == {SOURCE} and not site.api.upgrade_mode
 
 
+def test_a_node_active_on_the_new_release_that_serves_no_page_is_rolled_back_before_it_takes_users(
+    site: FakeSite,
+) -> None:
+    """/status RUNNING and ACTIVE in the cluster are not enough (seed 000: "confirm that you can log in and view
+    pages before continuing"): node1's new release answers 500 to every page read, so it goes back."""
+    lb = site.with_balancer()
+    site.load.update(node1=0, node2=1, node3=2)
+    site.pages_broken.add("node1")
+    code, _, err = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.ROLLED_BACK, err
+    assert "node1: ACTIVE on 9.2.14, but no page can be viewed on its own URL for 60 s (HTTP 500)" in err
+    assert set(site.versions().values()) == {SOURCE} and not site.api.upgrade_mode
+    assert [what for server, what in lb.changes if server == "node1"][-1] == "ready"  # back, on the old release
+    ready_while_broken = [c for c in lb.changes if c == ("node1", "ready")]
+    assert len(ready_while_broken) == 1, lb.changes  # never put in the pool on the release that serves no page
+    code, out, _ = confluo(site, "plan")
+    assert code == 0 and "a page is read and rendered at http://" in out
+
+
 def test_plan_json_lists_each_step_with_its_commands(site: FakeSite) -> None:
     code, out, _ = confluo(site, "plan", "--json")
     plan = json.loads(out)

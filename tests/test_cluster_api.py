@@ -1,6 +1,17 @@
 from pathlib import Path
 
-from confluo.api.base import ClusterState, NodeState, StatusState, finalization_failures, parse_cluster, parse_node
+import pytest
+
+from confluo.api.base import (
+    ClusterState,
+    NodeState,
+    PageView,
+    StatusState,
+    finalization_failures,
+    page_view_of,
+    parse_cluster,
+    parse_node,
+)
 from confluo.inventory import load_inventory
 from confluo.plan.order import least_busy_order
 from confluo.steps.stage import prune_candidates
@@ -106,3 +117,23 @@ def test_failed_upgrade_tasks_are_read_from_each_nodes_finalization() -> None:
         "node1: AttachmentUpgradeTask: disk full",
         "node1: IndexUpgradeTask: timed out",
     ]
+
+
+VIEWED = {"results": [{"id": "98306", "body": {"view": {"value": "<p>Home</p>", "representation": "view"}}}]}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "ok", "seen"),
+    [
+        (200, VIEWED, True, "page 98306 viewed"),
+        (200, {"results": []}, True, "logged in; no page to view yet"),
+        (200, {"results": [{"id": "7", "_expandable": {"body": ""}}]}, False, "page 7 came without its rendered body"),
+        (200, None, False, "an answer without results"),
+        (500, {"message": "no renderer"}, False, "HTTP 500"),
+        (401, None, False, "HTTP 401: the API user cannot log in on this node"),
+    ],
+)
+def test_a_page_view_passes_only_with_a_rendered_page_or_a_login_to_a_site_without_pages(
+    status: int, body: object, ok: bool, seen: str
+) -> None:
+    assert page_view_of(status, body) == PageView(ok, seen)

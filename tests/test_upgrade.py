@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 from labkit import NEXT, LabHandle, start_lab, wait_until
-from labruns import Traffic, confluo, confluo_env, kept, snapshot, upgrade_watching, variant
+from labruns import Traffic, confluo, confluo_env, kept, quick, snapshot, upgrade_watching, variant
 
 from confluo.lab.tarball import build_archive, sha256_of
 
@@ -287,6 +287,34 @@ def gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+def test_a_node_active_on_the_new_release_but_serving_no_page_goes_back_before_it_takes_users(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    """node1's new release is RUNNING and ACTIVE but answers 500 to every page read (an app broken by the
+    upgrade): /status and the cluster say all is well, the page check does not. node1 is never put back in
+    HAProxy's pool on it; it goes back to 9.2.13 and the cluster is STABLE there, no request failed."""
+    lab.set("node2", tasks=9)
+    lab.set("node3", tasks=9)
+    lab.fault("node1", "pages-broken")
+    inventory = quick(lab, tmp_path / "short", page_view_seconds=3)
+    readied_on: list[str] = []
+
+    def react(event: dict[str, Any], _: object) -> None:
+        if event["event"] == "rollback_started":
+            lab.fault("node1", "clear")  # only the new release is broken
+        if event["event"] == "phase_done" and event.get("node") == "node1" and event.get("step") == "ready":
+            readied_on.append(lab.node("node1")["version"])
+
+    with Traffic(lab.lb_url) as traffic:
+        run = upgrade_watching(inventory, react)
+    assert run.exit_code == 6, run.stderr
+    assert "node1: ACTIVE on 9.2.14, but no page can be viewed on its own URL for 3 s (HTTP 500)" in run.stderr
+    assert "node1 is ACTIVE on 9.2.13 again; upgrade mode is off" in run.stderr
+    assert readied_on == ["9.2.13"], readied_on  # in the pool only once back on the release that serves pages
+    assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", "9.2.13")] * 3
+    assert traffic.ok > 0 and traffic.failed == 0, traffic.errors
 
 
 def test_a_hung_shutdown_is_ended_by_sigkill_and_the_node_upgraded(lab: LabHandle, tmp_path: Path) -> None:

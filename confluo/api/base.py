@@ -74,6 +74,38 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
+class PageView:
+    """A node's own answer to an authenticated page read with its rendered body: Atlassian's "confirm that you can
+    log in and view pages" after each start, which /status (liveness only) and the cluster's ACTIVE do not show."""
+
+    ok: bool
+    seen: str  # for messages: page 98306 viewed, HTTP 500, unreachable, ...
+
+
+PAGE_VIEW_PATH = "/rest/api/content"
+PAGE_VIEW_QUERY = {"type": "page", "limit": "1", "expand": "body.view"}
+
+
+def page_view_of(status_code: int, body: Any) -> PageView:
+    """What GET <node>/rest/api/content?type=page&limit=1&expand=body.view answered. No page at all (a new site)
+    is still a login that worked."""
+    if status_code in (401, 403):
+        return PageView(False, f"HTTP {status_code}: the API user cannot log in on this node")
+    if status_code != 200:
+        return PageView(False, f"HTTP {status_code}")
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list):
+        return PageView(False, "an answer without results")
+    if not results:
+        return PageView(True, "logged in; no page to view yet")
+    page = results[0] if isinstance(results[0], dict) else {}
+    view = ((page.get("body") or {}).get("view") or {}).get("value")
+    if not isinstance(view, str):
+        return PageView(False, f"page {page.get('id')} came without its rendered body")
+    return PageView(True, f"page {page.get('id')} viewed")
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     id: str
     name: str
@@ -196,6 +228,10 @@ class ClusterApi(Protocol):
 
     def heartbeat(self, url: str, *, timeout: float = 5.0) -> Heartbeat:
         """GET a Synchrony node's heartbeat URL (no credentials)."""
+        ...
+
+    def view_page(self, url: str, *, timeout: float = 10.0) -> PageView:
+        """A page read and rendered on the node's own URL, with the API credentials (page_view_of)."""
         ...
 
     def close(self) -> None: ...

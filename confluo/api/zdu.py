@@ -8,13 +8,17 @@ from typing import Any
 import httpx
 
 from confluo.api.base import (
+    PAGE_VIEW_PATH,
+    PAGE_VIEW_QUERY,
     ApiAuth,
     ApiError,
     ClusterInfo,
     ClusterState,
     Heartbeat,
     InvalidTransition,
+    PageView,
     StatusState,
+    page_view_of,
     parse_cluster,
 )
 from confluo.waits import SYSTEM_CLOCK, Clock, retry
@@ -111,6 +115,17 @@ class HttpClusterApi:
             return Heartbeat(True, "OK")
         shown = body[:40] if body.isprintable() else "(not text)"
         return Heartbeat(False, f"HTTP {response.status_code} {shown!r}".rstrip())
+
+    def view_page(self, url: str, *, timeout: float = 10.0) -> PageView:
+        try:
+            response = self._client.get(url.rstrip("/") + PAGE_VIEW_PATH, params=PAGE_VIEW_QUERY, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return PageView(False, f"unreachable ({type(exc).__name__})")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return page_view_of(response.status_code, body)
 
     @property
     def current_url(self) -> str:

@@ -112,6 +112,7 @@ class Timeouts:
     finalize_seconds: float
     min_ready_seconds: float = 0.0  # how long an upgraded node must keep serving before the next one is stopped
     kill_grace_seconds: float = 30.0  # a hung stop: how long each signal (SIGTERM again, then SIGKILL) is given
+    page_view_seconds: float = 60.0  # a node just ACTIVE: how long its page reads may fail (apps still enabling)
 
 
 @dataclass(frozen=True)

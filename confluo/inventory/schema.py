@@ -320,6 +320,9 @@ class TimeoutsSection(Section):
     kill_grace_seconds: PhaseSeconds | None = None
     """A node still running after stop_seconds is sent SIGTERM again, then SIGKILL: how long each is given to end
     the process (default 30)."""
+    page_view_seconds: PhaseSeconds | None = None
+    """A node just ACTIVE must serve a page (read and rendered on its own URL, as the API user): how long its page
+    reads may fail before the start counts as failed, within start_seconds (default 60)."""
 
 
 class NodeSettingsSection(Section):

@@ -7,9 +7,9 @@ and the old one in a rollback.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from confluo.api.base import ApiError, NodeState, StatusState, cluster_entry
+from confluo.api.base import PAGE_VIEW_PATH, ApiError, NodeState, PageView, StatusState, cluster_entry
 from confluo.inventory import Node
 from confluo.steps.base import (
     Host,
@@ -117,8 +117,28 @@ class StopNode(Waited, NodeStep):
 
 
 @dataclass(frozen=True)
+class Started:
+    """What the start's wait sees of the node; `view` is asked only once the rest says it serves."""
+
+    status: StatusState
+    state: NodeState | None
+    version: str | None
+    view: PageView | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status is StatusState.RUNNING and self.state is NodeState.ACTIVE
+
+    def __str__(self) -> str:
+        seen = f"/status {self.status.value}, cluster {self.state.value if self.state else 'not listed'}"
+        return seen + (f", page view: {self.view.seen}" if self.view is not None else "")
+
+
+@dataclass(frozen=True)
 class StartNode(Waited, NodeStep):
-    """Start, then wait for /status RUNNING and the cluster to show the node ACTIVE on `version`."""
+    """Start, then wait for /status RUNNING, the cluster to show the node ACTIVE on `version`, and a page read and
+    rendered on the node's own URL with the API credentials (seed 000: "confirm that you can log in and view pages
+    before continuing to the next")."""
 
     kind = StepKind.START
 
@@ -135,25 +155,29 @@ class StartNode(Waited, NodeStep):
         return service_command(self.host.node, "start", self.service_install)
 
     def describe(self) -> Preview:
+        url = self.host.node.url
         return Preview(
             commands=(self.host.line(self._command()),),
             waits=(
-                f"{self.host.node.url}/status says RUNNING and the cluster shows {self.node} ACTIVE on "
-                f"{self.version} (deadline {self.deadline_seconds:.0f} s)",
+                f"{url}/status says RUNNING, the cluster shows {self.node} ACTIVE on {self.version}, and a page is "
+                f"read and rendered at {url}{PAGE_VIEW_PATH}?expand=body.view as the API user (deadline "
+                f"{self.deadline_seconds:.0f} s)",
             ),
         )
 
-    def _observe(self, ctx: StepContext) -> tuple[StatusState, NodeState | None, str | None]:
+    def _observe(self, ctx: StepContext) -> Started:
         status = ctx.api.node_status(self.host.node.url)
         try:
             info = cluster_entry(ctx.api.cluster(), self.host.node)
         except ApiError:
-            return status, None, None  # a passing API error is no verdict on this node; the deadline is
-        return status, (info.state if info else None), (info.version if info else None)
+            return Started(status, None, None)  # a passing API error is no verdict on this node; the deadline is
+        seen = Started(status, info.state if info else None, info.version if info else None)
+        if seen.active and seen.version == self.version:
+            return replace(seen, view=ctx.api.view_page(self.host.node.url))
+        return seen
 
-    def _serving(self, observed: tuple[StatusState, NodeState | None, str | None]) -> bool:
-        status, state, version = observed
-        return status is StatusState.RUNNING and state is NodeState.ACTIVE and version == self.version
+    def _serving(self, seen: Started) -> bool:
+        return seen.active and seen.version == self.version and seen.view is not None and seen.view.ok
 
     def is_done(self, ctx: StepContext) -> bool:
         return self._serving(self._observe(ctx))
@@ -163,18 +187,24 @@ class StartNode(Waited, NodeStep):
         if not process_alive(ctx, self.install):
             ctx.shell.run(self._command(), timeout=120)
         errors_seen = 0
+        views_failing_since: float | None = None
 
-        def judge(observed: tuple[StatusState, NodeState | None, str | None]) -> None:
-            nonlocal errors_seen
-            status, state, _ = observed
-            ctx.on_wait(_describe(observed))
-            errors_seen = errors_seen + 1 if StatusState.ERROR is status or state is NodeState.ERROR else 0
+        def judge(seen: Started) -> None:
+            nonlocal errors_seen, views_failing_since
+            ctx.on_wait(str(seen))
+            if seen.view is None or seen.view.ok:
+                views_failing_since = None
+            elif views_failing_since is None:
+                views_failing_since = ctx.clock.monotonic()
+            elif ctx.clock.monotonic() - views_failing_since >= self.host.node.timeouts.page_view_seconds:
+                # Apps still enabling may fail a fresh node's first page reads; this long of nothing else is a
+                # verdict, well before a long start deadline, while the node is still out of the pool.
+                raise NodeFailed(self._no_page(seen, self.host.node.timeouts.page_view_seconds), hint=self._hint())
+            errors_seen = errors_seen + 1 if StatusState.ERROR is seen.status or seen.state is NodeState.ERROR else 0
             if errors_seen >= ERROR_POLLS:
-                raise NodeFailed(
-                    f"{self.node}: started on {self.version} but reports ERROR ({_describe(observed)})",
-                    hint=self._hint(),
-                )
-            if status is StatusState.FIRST_RUN:
+                raise NodeFailed(f"{self.node}: started on {self.version} but reports ERROR ({seen})",
+                                 hint=self._hint())  # fmt: skip
+            if seen.status is StatusState.FIRST_RUN:
                 raise NodeFailed(
                     f"{self.node}: the installation shows the setup wizard (FIRST_RUN): it does not find its home",
                     hint=self._hint(),
@@ -184,17 +214,21 @@ class StartNode(Waited, NodeStep):
         try:
             poll(lambda: self._observe(ctx), until=self._serving, deadline=deadline, on_wait=judge)
         except TimedOut as timed_out:
-            raise WaitTimedOut(
-                f"{self.node}: not ACTIVE on {self.version} within {self.deadline_seconds:.0f} s "
-                f"({_describe(timed_out.last)})",
-                hint=self._hint(),
-            ) from timed_out
+            last: Started = timed_out.last
+            message = (
+                self._no_page(last, self.deadline_seconds)
+                if last.view is not None
+                else f"{self.node}: not ACTIVE on {self.version} within {self.deadline_seconds:.0f} s ({last})"
+            )
+            raise WaitTimedOut(message, hint=self._hint()) from timed_out
+
+    def _no_page(self, seen: Started, seconds: float) -> str:
+        assert seen.view is not None
+        return (
+            f"{self.node}: ACTIVE on {self.version}, but no page can be viewed on its own URL for {seconds:.0f} s "
+            f"({seen.view.seen})"
+        )
 
     def _hint(self) -> str:
         logs = posixpath.join(self.install, "logs/catalina.out")
         return f"look at {logs} and {self.host.node.home}/logs/atlassian-confluence.log on the node"
-
-
-def _describe(observed: tuple[StatusState, NodeState | None, str | None]) -> str:
-    status, state, _ = observed
-    return f"/status {status.value}, cluster {state.value if state else 'not listed'}"

@@ -75,6 +75,8 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 INSERT OR IGNORE INTO zdu (id) VALUES (1);
 INSERT OR IGNORE INTO spaces (id, key, name) VALUES (98305, 'LAB', 'Lab');
+INSERT OR IGNORE INTO pages (id, space_key, title, body, created_by, created)
+    VALUES (98306, 'LAB', 'Lab Home', '<p>The home page of the lab''s space, as every space has one.</p>', 'admin', 0);
 """
 
 

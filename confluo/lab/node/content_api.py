@@ -23,6 +23,7 @@ from typing import Any
 
 from . import content_store as store
 from .access import admin_user, authenticated, unauthenticated
+from .clusterdb import fault_for
 from .content_json import api_error, content_json, page_of, search_result_json, space_json
 from .cql import CqlError, parse
 from .routing import Reply, Request, find, handler_for, json_reply, route
@@ -96,8 +97,9 @@ def _list(request: Request, _match: re.Match[str]) -> Reply:
         _db(request), space_key=request.query.get("spaceKey"), title=request.query.get("title"), status=status
     )
     spaces = _spaces_by_key(request)
-    body = "body.storage" in request.query.get("expand", "")
-    results = [content_json(p, spaces.get(p.space_key), request.base_url, body=body) for p in pages]
+    expand = request.query.get("expand", "").split(",")
+    body, view = "body.storage" in expand, "body.view" in expand
+    results = [content_json(p, spaces.get(p.space_key), request.base_url, body=body, view=view) for p in pages]
     return json_reply(200, page_of(results[start : start + limit], start=start, limit=limit, base=request.base_url))
 
 
@@ -106,8 +108,9 @@ def _read(request: Request, match: re.Match[str]) -> Reply:
     if page is None or page.status != request.query.get("status", store.CURRENT):
         return _not_found(match["id"])
     space = _spaces_by_key(request).get(page.space_key)
-    body = "body.storage" in request.query.get("expand", "")
-    return json_reply(200, content_json(page, space, request.base_url, body=body))
+    expand = request.query.get("expand", "").split(",")
+    body, view = "body.storage" in expand, "body.view" in expand
+    return json_reply(200, content_json(page, space, request.base_url, body=body, view=view))
 
 
 def _delete(request: Request, match: re.Match[str]) -> Reply:
@@ -182,10 +185,16 @@ _ROUTES = (
 )
 
 
+def _pages_broken(request: Request) -> bool:
+    return fault_for(_db(request), request.node.name) == "pages-broken"
+
+
 def handle(request: Request, _match: re.Match[str]) -> Reply:
     """Everything under /rest/api: authentication first, then the routes (405 for a method a route lacks)."""
     if not authenticated(request):
         return unauthenticated()
+    if request.path.startswith("/rest/api/content") and _pages_broken(request):
+        return api_error(500, "fault injected: pages-broken (com.atlassian.confluence.content.render: no renderer)")
     found = find(_ROUTES, request.path)
     if found is None:
         return api_error(404, f"No resource at {request.path}")

@@ -62,7 +62,7 @@ def _links(content_id: int, base: str) -> dict[str, str]:
     }
 
 
-def content_json(page: Page, space: Space | None, base: str, *, body: bool) -> dict[str, Any]:
+def content_json(page: Page, space: Space | None, base: str, *, body: bool, view: bool = False) -> dict[str, Any]:
     author = user_json(page.created_by, base)
     expandable = {"children": "", "descendants": "", "ancestors": "", "container": ""}
     content: dict[str, Any] = {
@@ -74,10 +74,15 @@ def content_json(page: Page, space: Space | None, base: str, *, body: bool) -> d
         "history": {"latest": True, "createdBy": author, "createdDate": iso_time(page.created)},
         "version": {"by": author, "when": iso_time(page.created), "number": 1, "minorEdit": False, "message": ""},
         "_links": _links(page.id, base),
-        "_expandable": {**expandable, "body": ""} if not body else expandable,
+        "_expandable": {**expandable, "body": ""} if not (body or view) else expandable,
     }
+    bodies = {}
     if body:
-        content["body"] = {"storage": {"value": page.body, "representation": "storage"}}
+        bodies["storage"] = {"value": page.body, "representation": "storage"}
+    if view:  # rendered: the lab's storage format has no macros, so the page as it is, in its wrapper
+        bodies["view"] = {"value": f'<div class="wiki-content">{page.body}</div>', "representation": "view"}
+    if bodies:
+        content["body"] = bodies
     return content
 
 

@@ -19,7 +19,7 @@ READY_TO_RUN_UPGRADE_TASKS = "READY_TO_RUN_UPGRADE_TASKS"
 RUNNING_UPGRADE_TASKS = "RUNNING_UPGRADE_TASKS"
 UPGRADE_TASKS_FAILED = "UPGRADE_TASKS_FAILED"
 
-# Faults the lab can inject. The node program acts on the first seven; "crash" and "ssh-down" are carried
+# Faults the lab can inject. The node program acts on the first eight; "crash" and "ssh-down" are carried
 # out by the orchestration (it kills processes) and are accepted here only so they can be recorded.
 FAULT_KINDS = (
     "fail-start",
@@ -29,6 +29,7 @@ FAULT_KINDS = (
     "api-500",
     "finalize-fail",
     "index-broken",
+    "pages-broken",  # ACTIVE and RUNNING, but no page can be read or rendered (an app that broke in the upgrade)
     "crash",
     "ssh-down",
 )
