@@ -98,7 +98,7 @@ def test_a_node_active_on_the_new_release_that_serves_no_page_is_rolled_back_bef
     ready_while_broken = [c for c in lb.changes if c == ("node1", "ready")]
     assert len(ready_while_broken) == 1, lb.changes  # never put in the pool on the release that serves no page
     code, out, _ = confluo(site, "plan")
-    assert code == 0 and "a page is read and rendered at http://" in out
+    assert code == 0 and "a page is read and rendered on http://" in out and "expand=homepage" in out
 
 
 def test_plan_json_lists_each_step_with_its_commands(site: FakeSite) -> None:

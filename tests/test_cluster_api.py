@@ -8,6 +8,7 @@ from confluo.api.base import (
     PageView,
     StatusState,
     finalization_failures,
+    home_page_of,
     page_view_of,
     parse_cluster,
     parse_node,
@@ -119,21 +120,39 @@ def test_failed_upgrade_tasks_are_read_from_each_nodes_finalization() -> None:
     ]
 
 
-VIEWED = {"results": [{"id": "98306", "body": {"view": {"value": "<p>Home</p>", "representation": "view"}}}]}
+SPACES = {"results": [{"key": "LAB", "homepage": {"id": "98306", "type": "page", "title": "Lab Home"}}]}
+VIEWED = {"id": "98306", "body": {"view": {"value": "<p>Home</p>", "representation": "view"}}}
+LOGIN = "HTTP 401: the API user cannot log in on this node"
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "ok", "seen"),
+    ("status", "body", "found"),
     [
-        (200, VIEWED, True, "page 98306 viewed"),
-        (200, {"results": []}, True, "logged in; no page to view yet"),
-        (200, {"results": [{"id": "7", "_expandable": {"body": ""}}]}, False, "page 7 came without its rendered body"),
-        (200, None, False, "an answer without results"),
-        (500, {"message": "no renderer"}, False, "HTTP 500"),
-        (401, None, False, "HTTP 401: the API user cannot log in on this node"),
+        (200, SPACES, "98306"),
+        (200, {"results": []}, PageView(True, "logged in; no space to view yet")),
+        (200, {"results": [{"key": "NEW"}]}, PageView(True, "logged in; space NEW has no home page to view")),
+        (
+            200,
+            {"results": [{"key": "X", "homepage": {"id": "../1"}}]},
+            PageView(True, "logged in; space X has no home page to view"),
+        ),
+        (200, None, PageView(False, "a space list without results")),
+        (401, None, PageView(False, LOGIN)),
+        (503, {"message": "starting"}, PageView(False, "HTTP 503")),
     ],
 )
-def test_a_page_view_passes_only_with_a_rendered_page_or_a_login_to_a_site_without_pages(
-    status: int, body: object, ok: bool, seen: str
-) -> None:
-    assert page_view_of(status, body) == PageView(ok, seen)
+def test_the_page_to_view_is_the_first_spaces_home_page(status: int, body: object, found: object) -> None:
+    assert home_page_of(status, body) == found
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "seen"),
+    [
+        (200, VIEWED, PageView(True, "page 98306 viewed")),
+        (200, {"id": "7", "_expandable": {"body": ""}}, PageView(False, "the page came without its rendered body")),
+        (500, {"message": "no renderer"}, PageView(False, "HTTP 500")),
+        (403, None, PageView(False, "HTTP 403: the API user cannot log in on this node")),
+    ],
+)
+def test_a_page_view_passes_only_with_the_page_rendered(status: int, body: object, seen: PageView) -> None:
+    assert page_view_of(status, body) == seen

@@ -82,27 +82,42 @@ class PageView:
     seen: str  # for messages: page 98306 viewed, HTTP 500, unreachable, ...
 
 
-PAGE_VIEW_PATH = "/rest/api/content"
-PAGE_VIEW_QUERY = {"type": "page", "limit": "1", "expand": "body.view"}
+# Two reads that cost little on any site: the first space with its home page, then that page rendered.
+SPACE_HOME_PATH = "/rest/api/space?limit=1&expand=homepage"
+PAGE_VIEW_PATH = "/rest/api/content/{id}?expand=body.view"
+
+
+def _refused(status_code: int) -> PageView | None:
+    if status_code in (401, 403):
+        return PageView(False, f"HTTP {status_code}: the API user cannot log in on this node")
+    return PageView(False, f"HTTP {status_code}") if status_code != 200 else None
+
+
+def home_page_of(status_code: int, body: Any) -> str | PageView:
+    """The id of the first space's home page in GET SPACE_HOME_PATH's answer; or the verdict when there is none to
+    read (no space, or a space without a home page, is still a login that worked)."""
+    if (refused := _refused(status_code)) is not None:
+        return refused
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list):
+        return PageView(False, "a space list without results")
+    if not results or not isinstance(results[0], dict):
+        return PageView(True, "logged in; no space to view yet")
+    home = results[0].get("homepage")
+    page_id = home.get("id") if isinstance(home, dict) else None
+    if not isinstance(page_id, str | int) or not str(page_id).isdigit():
+        return PageView(True, f"logged in; space {results[0].get('key')} has no home page to view")
+    return str(page_id)
 
 
 def page_view_of(status_code: int, body: Any) -> PageView:
-    """What GET <node>/rest/api/content?type=page&limit=1&expand=body.view answered. No page at all (a new site)
-    is still a login that worked."""
-    if status_code in (401, 403):
-        return PageView(False, f"HTTP {status_code}: the API user cannot log in on this node")
-    if status_code != 200:
-        return PageView(False, f"HTTP {status_code}")
-    results = body.get("results") if isinstance(body, dict) else None
-    if not isinstance(results, list):
-        return PageView(False, "an answer without results")
-    if not results:
-        return PageView(True, "logged in; no page to view yet")
-    page = results[0] if isinstance(results[0], dict) else {}
-    view = ((page.get("body") or {}).get("view") or {}).get("value")
+    """What GET PAGE_VIEW_PATH answered: the page with its rendered body, or why not."""
+    if (refused := _refused(status_code)) is not None:
+        return refused
+    view = (((body.get("body") or {}).get("view") or {}).get("value")) if isinstance(body, dict) else None
     if not isinstance(view, str):
-        return PageView(False, f"page {page.get('id')} came without its rendered body")
-    return PageView(True, f"page {page.get('id')} viewed")
+        return PageView(False, "the page came without its rendered body")
+    return PageView(True, f"page {body.get('id')} viewed")
 
 
 @dataclass(frozen=True)

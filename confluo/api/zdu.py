@@ -9,7 +9,7 @@ import httpx
 
 from confluo.api.base import (
     PAGE_VIEW_PATH,
-    PAGE_VIEW_QUERY,
+    SPACE_HOME_PATH,
     ApiAuth,
     ApiError,
     ClusterInfo,
@@ -18,6 +18,7 @@ from confluo.api.base import (
     InvalidTransition,
     PageView,
     StatusState,
+    home_page_of,
     page_view_of,
     parse_cluster,
 )
@@ -117,15 +118,21 @@ class HttpClusterApi:
         return Heartbeat(False, f"HTTP {response.status_code} {shown!r}".rstrip())
 
     def view_page(self, url: str, *, timeout: float = 10.0) -> PageView:
+        base = url.rstrip("/")
         try:
-            response = self._client.get(url.rstrip("/") + PAGE_VIEW_PATH, params=PAGE_VIEW_QUERY, timeout=timeout)
+            home = home_page_of(*self._read_json(base + SPACE_HOME_PATH, timeout))
+            if isinstance(home, PageView):
+                return home
+            return page_view_of(*self._read_json(base + PAGE_VIEW_PATH.format(id=home), timeout))
         except httpx.HTTPError as exc:
             return PageView(False, f"unreachable ({type(exc).__name__})")
+
+    def _read_json(self, url: str, timeout: float) -> tuple[int, Any]:
+        response = self._client.get(url, timeout=timeout)
         try:
-            body = response.json()
+            return response.status_code, response.json()
         except ValueError:
-            body = None
-        return page_view_of(response.status_code, body)
+            return response.status_code, None
 
     @property
     def current_url(self) -> str:

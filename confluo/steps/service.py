@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, replace
 
-from confluo.api.base import PAGE_VIEW_PATH, ApiError, NodeState, PageView, StatusState, cluster_entry
+from confluo.api.base import PAGE_VIEW_PATH, SPACE_HOME_PATH, ApiError, NodeState, PageView, StatusState, cluster_entry
 from confluo.inventory import Node
 from confluo.steps.base import (
     Host,
@@ -160,8 +160,8 @@ class StartNode(Waited, NodeStep):
             commands=(self.host.line(self._command()),),
             waits=(
                 f"{url}/status says RUNNING, the cluster shows {self.node} ACTIVE on {self.version}, and a page is "
-                f"read and rendered at {url}{PAGE_VIEW_PATH}?expand=body.view as the API user (deadline "
-                f"{self.deadline_seconds:.0f} s)",
+                f"read and rendered on {url} as the API user (a space's home page: {SPACE_HOME_PATH}, then "
+                f"{PAGE_VIEW_PATH}) (deadline {self.deadline_seconds:.0f} s)",
             ),
         )
 

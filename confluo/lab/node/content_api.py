@@ -164,7 +164,7 @@ def _content_search(request: Request, match: re.Match[str]) -> Reply:
 def _spaces(request: Request, _match: re.Match[str]) -> Reply:
     start, limit = _window(request)
     found = store.spaces(_db(request), key=request.query.get("spaceKey"), kind=request.query.get("type"))
-    results = [space_json(space, request.base_url) for space in found[start : start + limit]]
+    results = [_space_json(request, space) for space in found[start : start + limit]]
     return json_reply(200, page_of(results, start=start, limit=limit, base=request.base_url))
 
 
@@ -172,7 +172,16 @@ def _space(request: Request, match: re.Match[str]) -> Reply:
     found = store.spaces(_db(request), key=match["key"])
     if not found:
         return api_error(404, f"No space with key : {match['key']}")
-    return json_reply(200, space_json(found[0], request.base_url))
+    return json_reply(200, _space_json(request, found[0]))
+
+
+def _space_json(request: Request, space: store.Space) -> dict[str, Any]:
+    """A space; with ?expand=homepage its home page (the space's first page, as the one it was made with)."""
+    if "homepage" not in request.query.get("expand", "").split(","):
+        return space_json(space, request.base_url)
+    pages = store.find_pages(_db(request), space_key=space.key, title=None)
+    home = content_json(pages[0], space, request.base_url, body=False) if pages else None
+    return space_json(space, request.base_url, homepage=home)
 
 
 _ROUTES = (

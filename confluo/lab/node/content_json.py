@@ -39,8 +39,9 @@ def user_json(username: str, base: str) -> dict[str, Any]:
     }
 
 
-def space_json(space: Space, base: str) -> dict[str, Any]:
-    return {
+def space_json(space: Space, base: str, *, homepage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`homepage`: the home page's content, for ?expand=homepage (left expandable otherwise)."""
+    found: dict[str, Any] = {
         "id": space.id,
         "key": space.key,
         "name": space.name,
@@ -49,6 +50,10 @@ def space_json(space: Space, base: str) -> dict[str, Any]:
         "_links": {"webui": f"/display/{space.key}", "self": f"{base}/rest/api/space/{space.key}"},
         "_expandable": {"metadata": "", "icon": "", "description": "", "homepage": ""},
     }
+    if homepage is not None:
+        found["homepage"] = homepage
+        del found["_expandable"]["homepage"]
+    return found
 
 
 def _links(content_id: int, base: str) -> dict[str, str]:
