@@ -1,7 +1,7 @@
 """The node's HTTP server (``http.server``: the node has only python3) and its top-level route table.
 
-``/status`` always answers; every other path needs a serving node, and ``/rest/`` answers 500 under the
-api-500 fault. A database that is busy or briefly unwritable gives 503, which a client may retry.
+``/status`` always answers; every other path needs a serving node, and ``/rest/zdu/`` answers 500 under the
+api-500 fault (the node's pages are the pages-broken fault's). A database that is busy or briefly unwritable gives 503, which a client may retry.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def respond(request: Request) -> Reply:
         return Reply(code, compact({"state": state}), session=False)
     if not request.node.serving:
         return pages.unavailable(request)
-    if request.path.startswith("/rest/") and _fault(request) == "api-500":
+    if request.path.startswith("/rest/zdu/") and _fault(request) == "api-500":
         return error_reply(500, "fault injected: api-500")
     found = find(ROUTES, request.path)
     handler = handler_for(found[0], request.method) if found else None
