@@ -1,7 +1,8 @@
 """The node's HTTP server (``http.server``: the node has only python3) and its top-level route table.
 
 ``/status`` always answers; every other path needs a serving node, and ``/rest/zdu/`` answers 500 under the
-api-500 fault (the node's pages are the pages-broken fault's). A database that is busy or briefly unwritable gives 503, which a client may retry.
+api-500 fault (the node's pages are the pages-broken fault's). A database that is busy or briefly unwritable
+gives 503, which a client may retry.
 """
 
 from __future__ import annotations
