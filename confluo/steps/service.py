@@ -199,7 +199,8 @@ class StartNode(Waited, NodeStep):
             elif ctx.clock.monotonic() - views_failing_since >= self.host.node.timeouts.page_view_seconds:
                 # Apps still enabling may fail a fresh node's first page reads; this long of nothing else is a
                 # verdict, well before a long start deadline, while the node is still out of the pool.
-                raise NodeFailed(self._no_page(seen, self.host.node.timeouts.page_view_seconds), hint=self._hint())
+                grace = self.host.node.timeouts.page_view_seconds
+                raise NodeFailed(self._no_page(seen, f"for {grace:.0f} s"), hint=self._hint())
             errors_seen = errors_seen + 1 if StatusState.ERROR is seen.status or seen.state is NodeState.ERROR else 0
             if errors_seen >= ERROR_POLLS:
                 raise NodeFailed(f"{self.node}: started on {self.version} but reports ERROR ({seen})",
@@ -216,16 +217,16 @@ class StartNode(Waited, NodeStep):
         except TimedOut as timed_out:
             last: Started = timed_out.last
             message = (
-                self._no_page(last, self.deadline_seconds)
+                self._no_page(last, f"by the start deadline ({self.deadline_seconds:.0f} s)")
                 if last.view is not None
                 else f"{self.node}: not ACTIVE on {self.version} within {self.deadline_seconds:.0f} s ({last})"
             )
             raise WaitTimedOut(message, hint=self._hint()) from timed_out
 
-    def _no_page(self, seen: Started, seconds: float) -> str:
+    def _no_page(self, seen: Started, how_long: str) -> str:
         assert seen.view is not None
         return (
-            f"{self.node}: ACTIVE on {self.version}, but no page can be viewed on its own URL for {seconds:.0f} s "
+            f"{self.node}: ACTIVE on {self.version}, but no page can be viewed on its own URL {how_long} "
             f"({seen.view.seen})"
         )
 
