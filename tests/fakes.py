@@ -345,7 +345,7 @@ class FakeClusterApi:
             return StatusState.UNREACHABLE
         return StatusState.ERROR if self.site.fails(host.name, running[1]) else StatusState.RUNNING
 
-    def view_page(self, url: str, *, timeout: float = 10.0) -> PageView:
+    def view_page(self, url: str) -> PageView:
         host = next(h for h in self.site.hosts if h.url == url)
         running = host.running()
         if running is None:

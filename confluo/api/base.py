@@ -245,8 +245,9 @@ class ClusterApi(Protocol):
         """GET a Synchrony node's heartbeat URL (no credentials)."""
         ...
 
-    def view_page(self, url: str, *, timeout: float = 10.0) -> PageView:
-        """A page read and rendered on the node's own URL, with the API credentials (page_view_of)."""
+    def view_page(self, url: str) -> PageView:
+        """A page read and rendered on the node's own URL, with the API credentials (page_view_of); each read
+        within cluster.timeout_seconds, as every API call."""
         ...
 
     def close(self) -> None: ...

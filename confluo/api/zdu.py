@@ -117,18 +117,20 @@ class HttpClusterApi:
         shown = body[:40] if body.isprintable() else "(not text)"
         return Heartbeat(False, f"HTTP {response.status_code} {shown!r}".rstrip())
 
-    def view_page(self, url: str, *, timeout: float = 10.0) -> PageView:
+    def view_page(self, url: str) -> PageView:
         base = url.rstrip("/")
         try:
-            home = home_page_of(*self._read_json(base + SPACE_HOME_PATH, timeout))
+            home = home_page_of(*self._read_json(base + SPACE_HOME_PATH))
             if isinstance(home, PageView):
                 return home
-            return page_view_of(*self._read_json(base + PAGE_VIEW_PATH.format(id=home), timeout))
+            return page_view_of(*self._read_json(base + PAGE_VIEW_PATH.format(id=home)))
+        except httpx.TimeoutException as exc:
+            return PageView(False, f"no answer within cluster.timeout_seconds ({type(exc).__name__})")
         except httpx.HTTPError as exc:
             return PageView(False, f"unreachable ({type(exc).__name__})")
 
-    def _read_json(self, url: str, timeout: float) -> tuple[int, Any]:
-        response = self._client.get(url, timeout=timeout)
+    def _read_json(self, url: str) -> tuple[int, Any]:
+        response = self._client.get(url)
         try:
             return response.status_code, response.json()
         except ValueError:
