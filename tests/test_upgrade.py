@@ -297,11 +297,12 @@ def test_a_node_active_on_the_new_release_but_serving_no_page_goes_back_before_i
     HAProxy's pool on it; it goes back to 9.2.13 and the cluster is STABLE there, no request failed."""
     lab.set("node2", tasks=9)
     lab.set("node3", tasks=9)
-    lab.fault("node1", "pages-broken")
     inventory = quick(lab, tmp_path / "short", page_view_seconds=3)
     readied_on: list[str] = []
 
     def react(event: dict[str, Any], _: object) -> None:
+        if event["event"] == "phase_done" and event.get("node") == "node1" and event.get("phase") == "stop":
+            lab.fault("node1", "pages-broken")  # what it starts next, the new release, is broken
         if event["event"] == "rollback_started":
             lab.fault("node1", "clear")  # only the new release is broken
         if event["event"] == "phase_done" and event.get("node") == "node1" and event.get("step") == "ready":

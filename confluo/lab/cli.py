@@ -234,7 +234,7 @@ def fault(node: str, kind: str, lab_dir: Path) -> None:
           api-500      its ZDU API answers 500
           finalize-fail  its finalization upgrade tasks fail after approve
           index-broken its search index stops taking new content
-          pages-broken ACTIVE and RUNNING, but every page read answers 500
+          pages-broken ACTIVE and RUNNING, but every page (and content read) answers 500
           clear        remove the fault (and start sshd again if it was down)
 
     \b

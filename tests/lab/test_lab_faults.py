@@ -24,8 +24,9 @@ NODE_OF = {
     "crash": "node5",
     "ssh-down": "node6",
     "api-500": "node7",
+    "pages-broken": "node8",
 }
-HEALTHY = "node8"  # never disturbed
+HEALTHY = "node9"  # never disturbed
 START, STOP = 0.5, 0.3
 
 
@@ -119,10 +120,34 @@ def test_ssh_down_refuses_ssh_until_the_fault_is_cleared(faulty_lab: LabHandle) 
     assert faulty_lab.node(node)["problems"] == []
 
 
-def test_api_500_breaks_the_zdu_api_of_that_node_only(faulty_lab: LabHandle) -> None:
+def test_api_500_breaks_the_zdu_api_of_that_node_only_and_not_its_pages(faulty_lab: LabHandle) -> None:
     node = NODE_OF["api-500"]
     faulty_lab.fault(node, "api-500")
     wait_until(lambda: zdu_cluster(faulty_lab, node).status_code == 500, 5, f"{node}'s API to answer 500")
     assert zdu_cluster(faulty_lab, HEALTHY).status_code == 200
+    assert home_page(faulty_lab, node).status_code == 200
     faulty_lab.fault(node, "clear")
     wait_until(lambda: zdu_cluster(faulty_lab, node).status_code == 200, 5, f"{node}'s API to recover")
+
+
+def home_page(lab: LabHandle, node: str) -> httpx.Response:
+    return httpx.get(f"{lab.node(node)['url']}/", timeout=5)
+
+
+def space_home_page(lab: LabHandle, node: str) -> httpx.Response:
+    _, user, password = lab.api
+    return httpx.get(f"{lab.node(node)['url']}/rest/api/content/98306", params={"expand": "body.view"},
+                     auth=(user, password), timeout=5)  # fmt: skip
+
+
+def test_pages_broken_leaves_the_node_active_and_its_api_up_but_every_page_answers_500(faulty_lab: LabHandle) -> None:
+    node = NODE_OF["pages-broken"]
+    assert space_home_page(faulty_lab, node).json()["body"]["view"]["value"].startswith('<div class="wiki-content">')
+    faulty_lab.fault(node, "pages-broken")
+    wait_until(lambda: home_page(faulty_lab, node).status_code == 500, 5, f"{node}'s pages to answer 500")
+    assert space_home_page(faulty_lab, node).status_code == 500
+    assert status_of(faulty_lab, node).json() == {"state": "RUNNING"}
+    assert zdu_cluster(faulty_lab, node).status_code == 200 and faulty_lab.node(node)["state"] == "ACTIVE"
+    assert home_page(faulty_lab, HEALTHY).status_code == 200 and space_home_page(faulty_lab, HEALTHY).status_code == 200
+    faulty_lab.fault(node, "clear")
+    wait_until(lambda: home_page(faulty_lab, node).status_code == 200, 5, f"{node}'s pages to recover")

@@ -23,7 +23,6 @@ from typing import Any
 
 from . import content_store as store
 from .access import admin_user, authenticated, unauthenticated
-from .clusterdb import fault_for
 from .content_json import api_error, content_json, page_of, search_result_json, space_json
 from .cql import CqlError, parse
 from .routing import Reply, Request, find, handler_for, json_reply, route
@@ -194,16 +193,10 @@ _ROUTES = (
 )
 
 
-def _pages_broken(request: Request) -> bool:
-    return fault_for(_db(request), request.node.name) == "pages-broken"
-
-
 def handle(request: Request, _match: re.Match[str]) -> Reply:
     """Everything under /rest/api: authentication first, then the routes (405 for a method a route lacks)."""
     if not authenticated(request):
         return unauthenticated()
-    if request.path.startswith("/rest/api/content") and _pages_broken(request):
-        return api_error(500, "fault injected: pages-broken (com.atlassian.confluence.content.render: no renderer)")
     found = find(_ROUTES, request.path)
     if found is None:
         return api_error(404, f"No resource at {request.path}")

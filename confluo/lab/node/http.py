@@ -1,8 +1,8 @@
 """The node's HTTP server (``http.server``: the node has only python3) and its top-level route table.
 
 ``/status`` always answers; every other path needs a serving node, and ``/rest/zdu/`` answers 500 under the
-api-500 fault (the node's pages are the pages-broken fault's). A database that is busy or briefly unwritable
-gives 503, which a client may retry.
+api-500 fault; under pages-broken every page and every content read answers 500. A database that is busy or
+briefly unwritable gives 503, which a client may retry.
 """
 
 from __future__ import annotations
@@ -30,13 +30,21 @@ def respond(request: Request) -> Reply:
         return Reply(code, compact({"state": state}), session=False)
     if not request.node.serving:
         return pages.unavailable(request)
-    if request.path.startswith("/rest/zdu/") and _fault(request) == "api-500":
+    fault = _fault(request)
+    if request.path.startswith("/rest/zdu/") and fault == "api-500":
         return error_reply(500, "fault injected: api-500")
+    if fault == "pages-broken" and _a_page(request.path):
+        return error_reply(500, "fault injected: pages-broken (com.atlassian.confluence.content.render: no renderer)")
     found = find(ROUTES, request.path)
     handler = handler_for(found[0], request.method) if found else None
     if found is None or handler is None:
         return error_reply(404, f"No resource at {request.path}")
     return handler(request, found[1])
+
+
+def _a_page(path: str) -> bool:
+    """What a broken renderer breaks: every page a browser opens, and content read through the REST API."""
+    return path.startswith("/rest/api/content") or not path.startswith("/rest/")
 
 
 def _fault(request: Request) -> str | None:

@@ -29,7 +29,7 @@ FAULT_KINDS = (
     "api-500",
     "finalize-fail",
     "index-broken",
-    "pages-broken",  # ACTIVE and RUNNING, but no page can be read or rendered (an app that broke in the upgrade)
+    "pages-broken",  # ACTIVE and RUNNING, but no page opens or renders (an app that broke in the upgrade)
     "crash",
     "ssh-down",
 )
