@@ -19,7 +19,7 @@ from confluo.layout import node_paths
 from confluo.loadbalancer.base import Growable
 from confluo.parallel import in_parallel
 from confluo.plan.addnode import build_add_node_plan, install_paths
-from confluo.plan.addnode_rules import AddNodeRequest, shared_home
+from confluo.plan.addnode_rules import AddNodeRequest, node, shared_home
 from confluo.plan.model import Plan
 from confluo.probe import newnode
 from confluo.probe.balancer import probe_balancer
@@ -108,7 +108,7 @@ def add_node_plan(session: Session, chosen: Candidate, options: Options, *, writ
     facts = _facts(session, request, write_marker)
     lb = session.balancer
     if lb is not None and inventory.load_balancer is not None:
-        new, donor = (next(node for node in inventory.nodes if node.name == n) for n in (options.new, options.donor))
+        new, donor = node(inventory, options.new), node(inventory, options.donor)
         found = probe_balancer(replace(inventory, nodes=(new,)), lb)
         if isinstance(lb, Growable) and new.name not in found.states:
             found = replace(found, addition=lb.describe_add(new.balancer_server, donor.balancer_server))

@@ -93,7 +93,7 @@ def _steps(
     if in_balancer(inventory, request, facts):  # its server was added ahead of it: into the pool, seen UP
         steps += pool.put_back(host)
     elif facts.balancer is not None and facts.balancer.addition is not None:
-        steps.append(AddServer(host, pool.commands(new), donor.balancer_server, facts.balancer.addition))
+        steps.append(AddServer(host, donor.balancer_server, facts.balancer.addition))
         steps += pool.put_back(host)
     return tuple(steps)
 

@@ -28,7 +28,7 @@ class PoolPlan:
     def active(self) -> bool:
         return self.section is not None and self.facts is not None
 
-    def commands(self, node: Node) -> PoolCommands:
+    def _commands(self, node: Node) -> PoolCommands:
         assert self.facts is not None
         lines = self.facts.commands.get(node.name, {})
         return PoolCommands(
@@ -41,7 +41,7 @@ class PoolPlan:
         if not self.active:
             return ()
         assert self.section is not None
-        commands = self.commands(host.node)
+        commands = self._commands(host.node)
         return (
             Drain(host, commands, self.section.drain_seconds, self.section.on_drain_timeout),
             Maint(host, commands),
@@ -58,11 +58,11 @@ class PoolPlan:
             ramp = tuple(100 * (index + 1) // steps for index in range(steps))
             pause = self.section.weight_ramp.seconds / steps
         up_seconds = host.node.timeouts.start_seconds
-        return (Ready(host, self.commands(host.node), up_seconds, ramp=ramp, ramp_pause=pause),)
+        return (Ready(host, self._commands(host.node), up_seconds, ramp=ramp, ramp_pause=pause),)
 
     def maint_only(self, host: Host) -> tuple[Step, ...]:
         """A rollback: the node out at once (it has failed; there is nothing to drain for)."""
-        return (Maint(host, self.commands(host.node)),) if self.active else ()
+        return (Maint(host, self._commands(host.node)),) if self.active else ()
 
     def reconcile(self, hosts: dict[str, Host]) -> tuple[Step, ...]:
         """Nodes left drained or in maintenance (an interrupted run) that serve: RUNNING, ACTIVE, and on the version

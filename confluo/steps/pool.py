@@ -32,7 +32,6 @@ class PoolCommands:
 
 class PoolStep(NodeStep):
     host: Host
-    commands: PoolCommands
 
     @property
     def server(self) -> str:
@@ -197,7 +196,6 @@ class AddServer(PoolStep):
     kind = StepKind.ADD_SERVER
 
     host: Host
-    commands: PoolCommands
     like: str  # the donor's server
     line: str  # the change as an operator would make it by hand
 

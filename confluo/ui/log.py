@@ -37,10 +37,6 @@ class CommandLog:
                 hint="pass --log-file with a file in a folder you can write, or fix that folder",
             ) from exc
 
-    @property
-    def opened(self) -> bool:
-        return self._handle is not None
-
     def command(self, result: CommandResult) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         text = (

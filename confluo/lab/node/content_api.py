@@ -45,6 +45,11 @@ def _window(request: Request, default: int = 25) -> tuple[int, int]:
     return start, limit
 
 
+def _expanded(request: Request, what: str) -> bool:
+    """Whether ?expand= (a comma-separated list) asks for `what`."""
+    return what in request.query.get("expand", "").split(",")
+
+
 def _spaces_by_key(request: Request) -> dict[str, store.Space]:
     return {space.key: space for space in store.spaces(_db(request))}
 
@@ -96,8 +101,7 @@ def _list(request: Request, _match: re.Match[str]) -> Reply:
         _db(request), space_key=request.query.get("spaceKey"), title=request.query.get("title"), status=status
     )
     spaces = _spaces_by_key(request)
-    expand = request.query.get("expand", "").split(",")
-    body, view = "body.storage" in expand, "body.view" in expand
+    body, view = _expanded(request, "body.storage"), _expanded(request, "body.view")
     results = [content_json(p, spaces.get(p.space_key), request.base_url, body=body, view=view) for p in pages]
     return json_reply(200, page_of(results[start : start + limit], start=start, limit=limit, base=request.base_url))
 
@@ -107,8 +111,7 @@ def _read(request: Request, match: re.Match[str]) -> Reply:
     if page is None or page.status != request.query.get("status", store.CURRENT):
         return _not_found(match["id"])
     space = _spaces_by_key(request).get(page.space_key)
-    expand = request.query.get("expand", "").split(",")
-    body, view = "body.storage" in expand, "body.view" in expand
+    body, view = _expanded(request, "body.storage"), _expanded(request, "body.view")
     return json_reply(200, content_json(page, space, request.base_url, body=body, view=view))
 
 
@@ -176,7 +179,7 @@ def _space(request: Request, match: re.Match[str]) -> Reply:
 
 def _space_json(request: Request, space: store.Space) -> dict[str, Any]:
     """A space; with ?expand=homepage its home page (the space's first page, as the one it was made with)."""
-    if "homepage" not in request.query.get("expand", "").split(","):
+    if not _expanded(request, "homepage"):
         return space_json(space, request.base_url)
     pages = store.find_pages(_db(request), space_key=space.key, title=None)
     home = content_json(pages[0], space, request.base_url, body=False) if pages else None
