@@ -265,6 +265,14 @@ class FakeClusterApi:
     unreachable: bool = False
     verify_tls: bool = True
     calls: list[str] = field(default_factory=list)
+    # A state change that fails with the load balancer's 503, untouched, this many times more: {"approve": 6}
+    gateway_errors: dict[str, int] = field(default_factory=dict)
+
+    def _through_the_gateway(self, action: str) -> None:
+        self.calls.append(action)
+        if self.gateway_errors.get(action, 0) > 0:
+            self.gateway_errors[action] -= 1
+            raise ApiError(f"cluster API POST http://lb.invalid/rest/zdu/{action}: HTTP 503: No server is available")
 
     def _nodes(self) -> tuple[NodeInfo, ...]:
         return tuple(self._node(host) for host in self.site.hosts)
@@ -301,21 +309,21 @@ class FakeClusterApi:
         return ClusterInfo(self._state(nodes), self.upgrade_mode, self.original_version, False, nodes)
 
     def start_upgrade(self) -> ClusterInfo:
-        self.calls.append("start")
+        self._through_the_gateway("start")
         if self.cluster().state is not ClusterState.STABLE:
             raise InvalidTransition("409")
         self.upgrade_mode, self.original_version = True, SOURCE
         return self.cluster()
 
     def cancel_upgrade(self) -> ClusterInfo:
-        self.calls.append("cancel")
+        self._through_the_gateway("cancel")
         if self.cluster().state is not ClusterState.READY_TO_UPGRADE:
             raise InvalidTransition("409")
         self.upgrade_mode = False
         return self.cluster()
 
     def approve_upgrade(self) -> ClusterInfo:
-        self.calls.append("approve")
+        self._through_the_gateway("approve")
         if self.cluster().state is not ClusterState.READY_TO_RUN_UPGRADE_TASKS:
             raise InvalidTransition("409")
         if self.site.finalize_fails:
@@ -325,7 +333,7 @@ class FakeClusterApi:
         return self.cluster()
 
     def retry_upgrade(self) -> ClusterInfo:
-        self.calls.append("retry")
+        self._through_the_gateway("retry")
         self.tasks_failed = False
         self.upgrade_mode, self.original_version = False, None
         return self.cluster()

@@ -95,6 +95,12 @@ def test_a_post_goes_elsewhere_only_when_it_could_not_be_sent(nodes: list[_Node]
     assert nodes[1].requests == []
 
 
+def test_a_post_answered_503_was_not_acted_on_so_it_goes_to_a_node_that_serves(nodes: list[_Node]) -> None:
+    nodes[0].status = 503  # the load balancer with every server failing its checks, or a node still starting
+    assert _api(nodes[0].url, [nodes[1].url]).approve_upgrade().upgrade_mode is True
+    assert nodes[0].requests == ["POST /rest/zdu/approve"] and nodes[1].requests == ["POST /rest/zdu/approve"]
+
+
 def test_without_any_answer_the_error_names_the_last_url_tried() -> None:
     first, second = _closed_port_url(), _closed_port_url()
     with pytest.raises(ApiError, match=second.split("//")[1]):

@@ -157,6 +157,29 @@ def test_status_says_where_an_unfinished_run_stopped_and_what_continues_it(site:
     assert "unfinished_run" not in json.loads(confluo(site, "status", "--json")[1])
 
 
+def test_a_load_balancer_answering_503_to_the_approval_for_a_while_does_not_halt_the_upgrade(site: FakeSite) -> None:
+    site.api.gateway_errors["approve"] = 6  # every server failing its health checks for ~10 s
+    code, out, err = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.SUCCESS, err
+    assert "HTTP 503: No server is available; trying again" in out + err
+    assert site.api.calls.count("approve") == 7 and not site.api.upgrade_mode
+    assert set(site.versions().values()) == {TARGET}
+
+
+def test_a_cluster_api_that_never_takes_the_approval_halts_after_the_deadline_saying_what_answered(
+    site: FakeSite,
+) -> None:
+    site.api.gateway_errors["approve"] = 10**6
+    code, _, err = confluo(site, "upgrade", "--yes")
+    assert code == ExitCode.FAILED_AFTER_CHANGES
+    assert "approve: HTTP 503: No server is available (tried for" in err and "whether the cluster API answers" in err
+    assert "start" not in site.api.calls[1:] and site.api.upgrade_mode, "upgrade mode on, every node on the new release"
+    assert set(site.versions().values()) == {TARGET}
+    site.api.gateway_errors.clear()
+    code, _, _ = confluo(site, "upgrade", "--yes")
+    assert code == 0 and not site.api.upgrade_mode
+
+
 def test_failed_upgrade_tasks_are_shown_and_the_same_upgrade_again_retries_them(site: FakeSite) -> None:
     site.finalize_fails = True
     code, _, err = confluo(site, "upgrade", "--yes")

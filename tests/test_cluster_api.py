@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import httpx
 import pytest
 
 from confluo.api.base import (
@@ -13,6 +14,7 @@ from confluo.api.base import (
     parse_cluster,
     parse_node,
 )
+from confluo.api.zdu import http_problem
 from confluo.inventory import load_inventory
 from confluo.plan.order import least_busy_order
 from confluo.steps.stage import prune_candidates
@@ -156,3 +158,23 @@ def test_the_page_to_view_is_the_first_spaces_home_page(status: int, body: objec
 )
 def test_a_page_view_passes_only_with_the_page_rendered(status: int, body: object, seen: PageView) -> None:
     assert page_view_of(status, body) == seen
+
+
+HAPROXY_503 = (
+    "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "shown"),
+    [
+        (503, HAPROXY_503, "HTTP 503: No server is available to handle this request."),
+        (500, '{"message": "database unavailable: locked"}', "HTTP 500: database unavailable: locked"),
+        (502, "", "HTTP 502"),
+        (500, '{"statusCode": 500}', "HTTP 500"),
+        (503, "\x00\x01binary", "HTTP 503"),
+        (504, "x" * 500, "HTTP 504: " + "x" * 119 + "…"),
+    ],
+)
+def test_a_failed_answer_says_why_in_brief(status: int, body: str, shown: str) -> None:
+    assert http_problem(httpx.Response(status, text=body)) == shown

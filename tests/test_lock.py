@@ -153,9 +153,13 @@ def lock_dir(site: FakeSite) -> Path:
 def leave_lock(site: FakeSite, owner: Owner = OWNER, *, age: float = 0.0) -> None:
     """A lock as another run writes it; `age` seconds since its last heartbeat."""
     lock_dir(site).mkdir()
-    record = lock_dir(site) / "owner.json"
-    record.write_bytes(owner.to_bytes())
-    os.utime(record, (time.time() - age, time.time() - age))
+    (lock_dir(site) / "owner.json").write_bytes(owner.to_bytes())
+    age_lock(site, age)
+
+
+def age_lock(site: FakeSite, age: float) -> None:
+    """The lock's last heartbeat `age` seconds ago (real time passes while a test runs)."""
+    os.utime(lock_dir(site) / "owner.json", (time.time() - age, time.time() - age))
 
 
 def confluo(site: FakeSite, *args: str, tty: bool = False) -> tuple[int, str, str]:
@@ -194,6 +198,7 @@ def test_a_live_lock_refuses_upgrade_cancel_and_finalize_before_any_change(site:
     leave_lock(site, age=2)
     before = site.snapshot()
     for command in ("upgrade", "cancel", "finalize"):
+        age_lock(site, 2)
         code, _, err = confluo(site, command, "--yes")
         assert code == ExitCode.REFUSED, (command, err)
         assert "deploy@admin2 (pid 4242, `confluo upgrade`" in err and "last heartbeat 2 s ago" in err

@@ -24,7 +24,7 @@ from confluo.api.content import (
     parse_search,
     parse_space,
 )
-from confluo.api.zdu import RETRYABLE_STATUS, http_auth
+from confluo.api.zdu import RETRYABLE_STATUS, http_auth, http_problem
 from confluo.waits import SYSTEM_CLOCK, Clock, retry
 
 PAUSES = (0.3, 0.6, 0.9)
@@ -111,14 +111,12 @@ class _Passing(ContentError):
 
 def _problem(response: httpx.Response) -> str:
     """HTTP 400: Confluence's own message, when it gave one."""
-    text = f"HTTP {response.status_code}"
     if response.status_code in (401, 403):
-        return f"{text}; the credentials are refused (a user who may create and delete pages in the space is needed)"
-    try:
-        message = response.json().get("message")
-    except (ValueError, AttributeError):
-        message = None
-    return f"{text}: {message}" if isinstance(message, str) and message else text
+        return (
+            f"HTTP {response.status_code}; the credentials are refused "
+            "(a user who may create and delete pages in the space is needed)"
+        )
+    return http_problem(response)
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

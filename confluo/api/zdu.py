@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,12 @@ class _Passing(Exception):
         super().__init__(error.message)
         self.error = error
         self.response = response
+
+
+def _not_acted_on(passing: _Passing) -> bool:
+    """Never sent (no connection), or refused unprocessed: RFC 9110's 503, the server unable to handle it now."""
+    unavailable = passing.response is not None and passing.response.status_code == 503
+    return unavailable or isinstance(passing.__cause__, httpx.ConnectError)
 
 
 class HttpClusterApi:
@@ -144,7 +151,8 @@ class HttpClusterApi:
     def _send(self, method: str, path: str) -> httpx.Response:
         """The current URL first, then each fallback; the first that answers becomes the current one.
 
-        A POST moves on only when it could not connect (it was never sent): one that timed out may have taken
+        A POST moves on only when it was not acted on: it could not connect, or the answer was 503 (a load balancer
+        with no server to send it to, a node not serving yet). One that timed out or failed otherwise may have taken
         effect, and the step that sent it asks the cluster before it sends it again."""
         failure: _Passing | None = None
         for base in list(self._urls):
@@ -152,7 +160,7 @@ class HttpClusterApi:
                 response = self._send_to(base, method, path)
             except _Passing as passing:
                 failure = passing
-                if method == "POST" and not isinstance(passing.__cause__, httpx.ConnectError):
+                if method == "POST" and not _not_acted_on(passing):
                     break
                 continue
             if base != self._urls[0]:
@@ -174,7 +182,7 @@ class HttpClusterApi:
             except httpx.HTTPError as exc:
                 raise _Passing(ApiError(f"cluster API {method} {base}{path}: {exc}")) from exc
             if response.status_code in RETRYABLE_STATUS:
-                raise _Passing(ApiError(f"cluster API {method} {base}{path}: HTTP {response.status_code}"), response)
+                raise _Passing(ApiError(f"cluster API {method} {base}{path}: {http_problem(response)}"), response)
             return response
 
         pauses = GET_PAUSES if method == "GET" else ()
@@ -190,7 +198,7 @@ class HttpClusterApi:
                 f"cluster API {method} {url}: {response.status_code}; the credentials are not a system administrator's",
             )
         if response.status_code >= 400:
-            raise ApiError(f"cluster API {method} {url}: HTTP {response.status_code}")
+            raise ApiError(f"cluster API {method} {url}: {http_problem(response)}")
         try:
             body = response.json()
         except ValueError as exc:
@@ -198,6 +206,29 @@ class HttpClusterApi:
         if not isinstance(body, dict):
             raise ApiError(f"cluster API {method} {url}: expected a JSON object")
         return body
+
+
+REASON_CHARACTERS = 120
+
+
+def http_problem(response: httpx.Response) -> str:
+    """`HTTP 503: why`, the why in brief from the answer: Confluence's JSON `message`, or the text of a gateway's
+    page ("No server is available to handle this request."), so that a halt says who refused and why."""
+    text = f"HTTP {response.status_code}"
+    try:
+        body = response.json()
+        reason = body.get("message") if isinstance(body, dict) else None
+    except ValueError:
+        reason = re.sub(r"<[^>]*>", " ", response.text)
+    if not isinstance(reason, str):
+        return text
+    reason = " ".join(reason.split())
+    reason = reason.removeprefix(f"{response.status_code} {response.reason_phrase}").strip()
+    if not reason or not reason.isprintable():
+        return text
+    if len(reason) > REASON_CHARACTERS:
+        reason = reason[: REASON_CHARACTERS - 1] + "…"
+    return f"{text}: {reason}"
 
 
 def http_auth(auth: ApiAuth) -> httpx.Auth:

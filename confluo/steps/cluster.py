@@ -6,6 +6,7 @@ load balancer failed as it answered): the cluster is asked, and the call repeate
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +14,9 @@ from confluo.api.base import ApiError, ClusterInfo, ClusterState, InvalidTransit
 from confluo.steps.base import Preview, StepContext, StepError, StepKind, Waited, WaitTimedOut
 from confluo.waits import Deadline, TimedOut, poll
 
-TRANSITION_PAUSES = (0.5, 1.0, 1.5)
+# Between tries of a state change that failed (not 409): the load balancer may answer 502/503 for a while, all
+# its servers briefly failing their health checks; the cluster is asked every time whether the change happened.
+TRANSITION_PAUSES = (0.5, 1.0, 2.0)
 TASKS_FAILED_HINT = (
     "fix the cause (each node's atlassian-confluence.log says more), then `confluo finalize --retry` (or the same "
     "`confluo upgrade` again) runs the upgrade tasks again"
@@ -29,9 +32,13 @@ def cluster_or_none(ctx: StepContext) -> ClusterInfo | None:
 
 
 def transition(
-    ctx: StepContext, call: Callable[[], object], happened: Callable[[ClusterInfo], bool], hint: str
+    ctx: StepContext, call: Callable[[], object], happened: Callable[[ClusterInfo], bool], hint: str, seconds: float
 ) -> None:
-    for pause in (*TRANSITION_PAUSES, None):
+    """`call` the state change, and again while it fails for another reason than 409 and did not take effect,
+    for up to `seconds`; `hint` is for a 409, the cluster's state not allowing the change."""
+    deadline = Deadline.after(ctx.clock, seconds)
+    pauses = itertools.chain(TRANSITION_PAUSES, itertools.repeat(TRANSITION_PAUSES[-1]))
+    while True:
         try:
             call()
             return
@@ -41,10 +48,13 @@ def transition(
             cluster = cluster_or_none(ctx)
             if cluster is not None and happened(cluster):
                 return
-            if pause is None:
-                raise StepError(exc.message, hint=hint) from exc
+            if deadline.passed():
+                raise StepError(
+                    f"{exc.message} (tried for {seconds:.0f} s)",
+                    hint="`confluo status` shows whether the cluster API answers and where the cluster stands",
+                ) from exc
             ctx.on_wait(f"{exc.message}; trying again")
-            ctx.clock.sleep(pause)
+            ctx.clock.sleep(next(pauses))
 
 
 def wait_for_cluster(ctx: StepContext, wanted: frozenset[ClusterState], seconds: float) -> None:
@@ -91,6 +101,7 @@ class EnableUpgradeMode(Waited):
             ctx.api.start_upgrade,
             lambda cluster: cluster.upgrade_mode,
             "the cluster changed state since the preflight; `confluo status` shows it",
+            self.settle_seconds,
         )
         wait_for_cluster(ctx, frozenset({ClusterState.READY_TO_UPGRADE, ClusterState.MIXED}), self.settle_seconds)
 
@@ -120,6 +131,7 @@ class Finalize(Waited):
             ctx.api.approve_upgrade,
             lambda cluster: not cluster.upgrade_mode,
             "the cluster is not READY_TO_RUN_UPGRADE_TASKS; `confluo status` shows which node differs",
+            self.settle_seconds,
         )
         wait_for_cluster(ctx, frozenset({ClusterState.STABLE}), self.tasks_seconds)
 
@@ -147,6 +159,7 @@ class CancelUpgradeMode(Waited):
             ctx.api.cancel_upgrade,
             lambda cluster: not cluster.upgrade_mode,
             "a node runs another version, so the cluster keeps upgrade mode on; `confluo status` shows which",
+            self.settle_seconds,
         )
         wait_for_cluster(ctx, frozenset({ClusterState.STABLE}), self.settle_seconds)
 
@@ -176,5 +189,6 @@ class RetryFinalize(Waited):
             ctx.api.retry_upgrade,
             lambda cluster: cluster.state is not ClusterState.UPGRADE_TASKS_FAILED,
             "the cluster is not UPGRADE_TASKS_FAILED any more; `confluo status` shows where it stands",
+            self.tasks_seconds,
         )
         wait_for_cluster(ctx, frozenset({ClusterState.STABLE}), self.tasks_seconds)
