@@ -16,7 +16,7 @@ from confluo.inventory import Inventory, load_inventory, load_inventory_text
 from confluo.inventory.edit import NewEntry, with_new_node, write_if_unchanged
 from confluo.inventory.load import InventoryReadError, read_text
 from confluo.layout import node_paths
-from confluo.loadbalancer.base import Growable
+from confluo.loadbalancer.base import Growable, LoadBalancerError
 from confluo.parallel import in_parallel
 from confluo.plan.addnode import build_add_node_plan, install_paths
 from confluo.plan.addnode_rules import AddNodeRequest, node, shared_home
@@ -111,7 +111,10 @@ def add_node_plan(session: Session, chosen: Candidate, options: Options, *, writ
         new, donor = node(inventory, options.new), node(inventory, options.donor)
         found = probe_balancer(replace(inventory, nodes=(new,)), lb)
         if isinstance(lb, Growable) and new.name not in found.states:
-            found = replace(found, addition=lb.describe_add(new.balancer_server, donor.balancer_server))
+            try:
+                found = replace(found, addition=lb.describe_add(new.balancer_server, donor.balancer_server))
+            except LoadBalancerError as refused:
+                found = replace(found, addition_refused=refused.message)
         facts = replace(facts, balancer=found)
     return build_add_node_plan(inventory, request, facts)
 

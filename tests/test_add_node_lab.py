@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
-from labkit import LabHandle
+from labkit import LabHandle, wait_until
 from test_upgrade import Traffic, confluo
+
+from confluo.lab import balancer
 
 pytestmark = pytest.mark.lab
 
@@ -114,3 +116,49 @@ def test_with_nginx_the_new_node_gets_a_server_line_like_the_donors_and_takes_re
         with urllib.request.urlopen(lab.lb_url + "/", timeout=5) as response:
             served_by.add(response.headers["X-Confluence-Node"])
     assert served_by == {"node1", "node2", "node3"}
+
+
+def served_by(url: str, cookie: str | None = None) -> str:
+    request = urllib.request.Request(url + "/", headers={"Cookie": cookie} if cookie else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return str(response.headers["X-Confluence-Node"])
+
+
+def test_with_haproxy_the_new_node_gets_a_server_line_like_the_donors_and_keeps_its_sessions(lab_factory: Any) -> None:
+    """An administrator who did not add the server ahead: confluo writes it into haproxy.cfg (its own cookie),
+    reloads HAProxy with the new server out of the pool, and puts it in once the node is ACTIVE; HAProxy keeps
+    serving throughout, and sessions stick to the new node."""
+    lab: LabHandle = lab_factory(nodes=2, spare_hosts=1)
+    spare = lab.status()["spare_hosts"][0]
+    section = yaml.safe_load(lab.inventory.read_text())["load_balancer"]
+    config, socket = Path(section["config"]), Path(section["socket"])
+    config.write_text("".join(line for line in config.read_text().splitlines(True) if "server node3 " not in line))
+    subprocess.run([section["reload_command"]], check=True)
+    wait_until(lambda: "node3" not in balancer.haproxy_server_states(socket), 10, "HAProxy without node3")
+    balancer.set_haproxy_server_state(socket, "node2", "drain")  # an administrator's drain, kept across the reload
+    before = config.read_text()
+
+    dry = confluo(*add_node_args(lab, spare, "--dry-run"))
+    assert dry.returncode == 0, dry.stderr
+    assert f"add `server node3 {spare['address']}:8090 …`" in dry.stdout and config.read_text() == before
+
+    with Traffic(lab.lb_url) as traffic:
+        result = confluo(*add_node_args(lab, spare, "--yes", "--json"))
+    assert result.returncode == 0, result.stderr
+    assert traffic.ok > 10 and traffic.failed == 0, traffic.errors
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    steps_done = [e["step"] for e in events if e["event"] == "phase_done" and e.get("node") == "node3"]
+    assert steps_done[-3:] == ["join", "add_server", "ready"], steps_done
+
+    added = [line for line in config.read_text().splitlines() if line not in before.splitlines()]
+    donor_line = next(line for line in before.splitlines() if "server node1 " in line)
+    expected = donor_line.replace("node1", "node3").replace(lab.node("node1")["address"], spare["address"])
+    assert added == [expected + "  # node3, added by confluo add-node"], added
+    states = balancer.haproxy_server_states(socket)
+    assert (states["node3"], states["node2"]) == ("UP", "DRAIN"), states
+    assert {served_by(lab.lb_url, "JSESSIONID=node3~A1B2") for _ in range(10)} == {"node3"}, "sticky to node3"
+
+    assert lab.record.balancer is not None
+    balancer.save_haproxy_state(lab.record.balancer)  # the administrator's next reload, done as it should be
+    subprocess.run([section["reload_command"]], check=True)
+    wait_until(lambda: balancer.haproxy_server_states(socket).get("node3") == "UP", 10, "node3 UP after a reload")

@@ -458,6 +458,8 @@ def _load_balancer(
             remote=_remote_host(section.host, default_ssh, section.ssh, context),
             weight_ramp=model.WeightRamp(ramp.steps, ramp.seconds) if ramp else None,
             config=PurePosixPath(section.config) if section.config else None,
+            reload_command=section.reload_command,
+            test_command=section.test_command,
         )
     if isinstance(section, NginxSection):
         return model.NginxBalancer(

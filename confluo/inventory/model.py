@@ -209,7 +209,9 @@ class HaproxyBalancer(DrainSettings):
     backend: str
     remote: RemoteHost | None
     weight_ramp: WeightRamp | None
-    config: PurePosixPath | None = None  # read for the server-state-file check
+    config: PurePosixPath | None = None  # read for the server-state-file check; add-node writes a server to it
+    reload_command: str = "systemctl reload haproxy"
+    test_command: str | None = None  # None: haproxy -c -q -f CONFIG
     kind: Literal["haproxy"] = "haproxy"
 
     @property

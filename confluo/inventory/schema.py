@@ -530,7 +530,12 @@ class HaproxySection(BalancerSection):
     backend: ProxyName
     """The backend holding the Confluence servers."""
     config: RemotePath | None = None
-    """HAProxy's configuration file, read to check that a reload keeps drained servers out (server-state-file)."""
+    """HAProxy's configuration file, read to check that a reload keeps drained servers out (server-state-file);
+    add-node adds a new node's server to it."""
+    reload_command: Command = "systemctl reload haproxy"
+    """How HAProxy is reloaded after add-node adds a server to `config`."""
+    test_command: Command | None = None
+    """How an edited `config` is checked before the reload (omit: `haproxy -c -q -f CONFIG`)."""
     host: Host | None = None
     """The machine HAProxy runs on, reached over SSH (omit: this machine)."""
     ssh: SshSection | None = None

@@ -13,6 +13,7 @@ import contextlib
 import grp
 import os
 import pwd
+import shlex
 import socket
 import time
 from collections.abc import Sequence
@@ -77,6 +78,11 @@ class Balancer:
         return self.directory / "server-state"
 
     @property
+    def reload_script(self) -> Path:
+        """HAProxy: the lab's `systemctl reload haproxy` (checked, then a new process takes over from the old)."""
+        return self.directory / "reload-haproxy"
+
+    @property
     def upstream_file(self) -> Path:
         return self.directory / "upstream.conf"
 
@@ -94,6 +100,12 @@ class Balancer:
 
 def _start_haproxy(lb: Balancer, servers: Sequence[Server]) -> None:
     lb.config.write_text(haproxy_config_text(lb.files, servers))
+    config, pid_file = shlex.quote(str(lb.config)), shlex.quote(str(lb.pid_file))
+    # As systemd's reload does: no state is saved here, that is the reloader's job (`show servers state`).
+    lb.reload_script.write_text(
+        f'#!/bin/sh\nset -e\n{HAPROXY} -c -q -f {config}\nexec {HAPROXY} -D -q -f {config} -sf "$(cat {pid_file})"\n'
+    )
+    lb.reload_script.chmod(0o755)
     run([HAPROXY, "-c", "-q", "-f", lb.config])
     run([HAPROXY, "-D", "-q", "-f", lb.config])
 

@@ -72,7 +72,7 @@ def _load_balancer(lab: Lab) -> dict[str, Any] | None:
     if lb.kind == balancer.HAPROXY:
         assert lb.socket is not None
         return {"kind": "haproxy", "socket": str(lb.socket), "backend": balancer.BACKEND, "config": str(lb.config),
-                **common}  # fmt: skip
+                "reload_command": shlex.quote(str(lb.reload_script)), **common}  # fmt: skip
     if lb.kind == balancer.NGINX:
         return {
             "kind": "nginx",

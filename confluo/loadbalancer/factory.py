@@ -39,7 +39,7 @@ def make_load_balancer(
     if section is None:
         return None
     if isinstance(section, HaproxyBalancer):
-        return _haproxy(section, connect, clock)
+        return _haproxy(section, inventory.nodes, connect, clock)
     if isinstance(section, NginxBalancer):
         return _nginx(section, inventory.nodes, connect, clock)
     if isinstance(section, ApacheBalancer):
@@ -47,26 +47,36 @@ def make_load_balancer(
     return _command(section, inventory.nodes, connect)
 
 
-def _haproxy(section: HaproxyBalancer, connect: Connect, clock: Clock) -> LoadBalancer:
+def _haproxy(section: HaproxyBalancer, nodes: tuple[Node, ...], connect: Connect, clock: Clock) -> LoadBalancer:
     from confluo.loadbalancer.haproxy import HAProxy, LocalSocket, SocatOverTransport
+    from confluo.loadbalancer.haproxy_grow import GrowableHAProxy
+    from confluo.loadbalancer.host_files import HostFiles
 
-    socket_path = str(section.socket)
-    channel = (
-        SocatOverTransport(connect(section.remote), socket_path, sudo=True)
-        if section.remote is not None
-        else LocalSocket(socket_path)
-    )
-    config = str(section.config) if section.config else None
-    return HAProxy(channel, section.backend, config_path=config, clock=clock)
+    socket_path, remote = str(section.socket), section.remote is not None
+    host = connect(section.remote)  # the HAProxy host, or this machine's shell
+    channel = SocatOverTransport(host, socket_path, sudo=True) if remote else LocalSocket(socket_path)
+    if section.config is None:
+        return HAProxy(channel, section.backend, clock=clock)
+    config = str(section.config)
+    test = shlex.split(section.test_command) if section.test_command else ["haproxy", "-c", "-q", "-f", config]
+    return GrowableHAProxy(
+        channel, section.backend, config_path=config, clock=clock,
+        files=HostFiles(host, sudo=remote, where=f"HAProxy on {host.node}: {config}"),
+        addresses={node.balancer_server: url_address(node) for node in nodes},
+        test_command=test, reload_command=shlex.split(section.reload_command),
+    )  # fmt: skip
+
+
+def url_address(node: Node) -> str:
+    """`host:port` of the node's URL."""
+    parts = urllib.parse.urlsplit(node.url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
 
 
 def nginx_address(node: Node) -> str:
     """The node's `server` address in the upstream: its lb_server when given, else host:port of its URL."""
-    if node.lb_server is not None:
-        return node.lb_server
-    parts = urllib.parse.urlsplit(node.url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname}:{port}"
+    return node.lb_server if node.lb_server is not None else url_address(node)
 
 
 def _nginx(section: NginxBalancer, nodes: tuple[Node, ...], connect: Connect, clock: Clock) -> LoadBalancer:

@@ -30,8 +30,9 @@ from confluo.loadbalancer.base import (
     ServerState,
     check_applied,
 )
+from confluo.loadbalancer.host_files import HostFiles
 from confluo.loadbalancer.nginx_text import find_server, with_down, with_server
-from confluo.transport.base import CommandResult, Transport, TransportError, quote_argv
+from confluo.transport.base import Transport, quote_argv
 from confluo.waits import SYSTEM_CLOCK, Clock, Deadline, TimedOut, poll
 
 
@@ -67,10 +68,10 @@ class NginxUpstream:
         self.test_command = tuple(test_command)
         self.reload_command = tuple(reload_command)
         self.pid_file = pid_file
-        self.prefix = ("sudo", "-n") if sudo else ()
         self.reload_seconds = reload_seconds
         self.clock = clock
         self.where = f"nginx on {transport.node}: {upstream_file}"
+        self.files = HostFiles(transport, sudo=sudo, where=self.where)
 
     def state(self, server: str) -> ServerState:
         line = find_server(self._read(), self.upstream, self.address(server), self.where)
@@ -124,35 +125,17 @@ class NginxUpstream:
         """`after` in place of the file and loaded by nginx; the previous file back when it is not."""
         if after == before:
             return
-        backup = self._replace(after)
+        backup = self.files.replace_tested(self.file, after, self.test_command, "nginx")
         try:
             self._reload()
         except ChangeNotApplied:
-            self._run("mv", "-f", "--", backup, self.file)
+            self.files.restore(self.file, backup)
             raise
-        self._run("rm", "-f", "--", backup)
-
-    def _replace(self, text: str) -> str:
-        """The file replaced by `text` once `nginx -t` accepts it; returns where the previous file is kept."""
-        draft, backup = f"{self.file}.confluo-new", f"{self.file}.confluo-old"
-        # The draft and the backup are copies first, so both keep the file's owner and mode.
-        self._run("cp", "-p", "--", self.file, draft)
-        self._run_line(self._line(("tee", "--", draft)) + " >/dev/null", stdin=text.encode())
-        self._run("cp", "-p", "--", self.file, backup)
-        self._run("mv", "-f", "--", draft, self.file)
-        tested = self._run_line(self._line(self.test_command), check=False)
-        if not tested.ok:
-            self._run("mv", "-f", "--", backup, self.file)
-            raise LoadBalancerError(
-                f"{self.where}: `{self._line(self.test_command)}` refused the configuration "
-                f"(exit {tested.exit_status}); the previous file is back and nginx was not reloaded:\n{tested.tail(8)}",
-                hint="fix the nginx configuration, then run confluo again",
-            )
-        return backup
+        self.files.discard(backup)
 
     def _reload(self) -> None:
         before = self._workers()
-        self._run_line(self._line(self.reload_command))
+        self.files.run_line(self._line(self.reload_command))
 
         def reloaded(now: Workers) -> bool:
             return now.master == before.master and bool(now.serving) and not now.serving & before.serving
@@ -168,10 +151,10 @@ class NginxUpstream:
             ) from exc
 
     def _workers(self) -> Workers:
-        text = self._run("cat", "--", self.pid_file).stdout.strip()
+        text = self.files.read(self.pid_file).strip()
         if not text.isdigit():
             raise LoadBalancerError(f"{self.where}: pid file {self.pid_file} holds {text[:40]!r}, not a pid")
-        listing = self._run_line(quote_argv(["ps", "-o", "pid=,args=", "--ppid", text]), check=False).stdout
+        listing = self.files.run_line(quote_argv(["ps", "-o", "pid=,args=", "--ppid", text]), check=False).stdout
         serving = set()
         for row in listing.splitlines():
             pid, _, args = row.strip().partition(" ")
@@ -180,22 +163,10 @@ class NginxUpstream:
         return Workers(int(text), frozenset(serving))
 
     def _read(self) -> str:
-        return self._run("cat", "--", self.file).stdout
+        return self.files.read(self.file)
 
     def _line(self, argv: Sequence[str]) -> str:
-        return quote_argv([*self.prefix, *argv])
-
-    def _run(self, *argv: str) -> CommandResult:
-        return self._run_line(self._line(argv))
-
-    def _run_line(self, line: str, *, stdin: bytes | None = None, check: bool = True) -> CommandResult:
-        try:
-            result = self.transport.run(line, stdin=stdin, timeout=60.0, check=False)
-        except TransportError as exc:
-            raise LoadBalancerError(f"{self.where}: {exc.message}") from exc
-        if check and not result.ok:
-            raise LoadBalancerError(f"{self.where}: `{line}` exited {result.exit_status}: {result.tail(5)}")
-        return result
+        return self.files.line(argv)
 
 
 if TYPE_CHECKING:  # mypy proves the adapter fills the protocols

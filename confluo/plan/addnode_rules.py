@@ -171,7 +171,8 @@ def add_node_notes(inventory: Inventory, request: AddNodeRequest, facts: AddNode
         notes.append(f"the load balancer: once {new.name} is ACTIVE, confluo adds its server out of the pool, set up "
                      f"as {request.donor}'s, then puts it in")  # fmt: skip
     else:
-        notes.append(balancer_note(inventory, new, request.address))
+        refused = facts.balancer.addition_refused if facts.balancer is not None else None
+        notes.append(balancer_note(inventory, new, request.address, refused))
     if facts.new_host.marker_seen is None and not (facts.donor.shared_sha256 and facts.new_host.shared_sha256):
         notes.append("the shared home is compared in the real run (a file confluo writes there and removes)")
     if request.entry_written:
@@ -186,15 +187,20 @@ def in_balancer(inventory: Inventory, request: AddNodeRequest, facts: AddNodeFac
     return inventory.load_balancer is not None and facts.balancer is not None and request.new in facts.balancer.states
 
 
-def balancer_note(inventory: Inventory, new: Node, address: str) -> str:
+def balancer_note(inventory: Inventory, new: Node, address: str, refused: str | None = None) -> str:
     port = new.url.rsplit(":", 1)[-1] if new.url.count(":") > 1 else "80"
     lines = {
         "haproxy": f"server {new.balancer_server} {address}:{port} check cookie {new.balancer_server}",
         "nginx": f"server {address}:{port};",
         "apache": f"BalancerMember {new.url} route={new.balancer_server}",
     }
-    kind = inventory.load_balancer.kind if inventory.load_balancer else None
-    line = lines.get(kind or "haproxy", f"{new.url}")
-    return (f"the load balancer: add {new.name}'s server yourself, e.g. `{line}` (confluo adds servers to nginx's "
-            "upstream file only: HAProxy's and Apache's runtime additions are lost at their next reload); with it "
-            "there before, confluo puts it in the pool once the node is ACTIVE")  # fmt: skip
+    why_not = {
+        "haproxy": "confluo adds one to HAProxy when the inventory gives its `config`",
+        "apache": "confluo does not add one to Apache: the balancer-manager's additions are lost at its next restart",
+        "command": "your own commands cannot add one",
+    }
+    kind = inventory.load_balancer.kind if inventory.load_balancer else "haproxy"
+    line = lines.get(kind, f"{new.url}")
+    reason = refused or why_not.get(kind, "")
+    return (f"the load balancer: add {new.name}'s server yourself, e.g. `{line}` ({reason}); with it there before, "
+            "confluo puts it in the pool once the node is ACTIVE")  # fmt: skip

@@ -94,6 +94,7 @@ class BalancerFacts:
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     addition: str | None = None  # add-node: how confluo adds the new node's server (None: it cannot, or it is there)
+    addition_refused: str | None = None  # add-node: why this load balancer cannot have it added by confluo
 
 
 @dataclass(frozen=True)
