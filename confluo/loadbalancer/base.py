@@ -69,14 +69,17 @@ class Weighted(Protocol):
 
 @runtime_checkable
 class Growable(Protocol):
-    """A load balancer confluo can add a server to, out of the pool (nginx: a line in its upstream file). Not
-    HAProxy's or Apache's runtime additions: their configuration file would lose the server at the next reload."""
+    """A load balancer confluo can add a server to, out of the pool: a line in its configuration file (nginx's
+    upstream file, HAProxy's configuration), never a runtime addition alone, which the next reload would lose."""
 
     def add_server(self, server: str, like: str) -> None:
         """`server` added out of the pool, set up as `like` (the node it was copied from) is."""
         ...
 
-    def describe_add(self, server: str, like: str) -> str: ...
+    def describe_add(self, server: str, like: str) -> str:
+        """The addition as an operator would make it by hand; LoadBalancerError when confluo cannot make it (the
+        plan then says why, and how to add the server ahead)."""
+        ...
 
 
 def serving(state: ServerState) -> bool:
