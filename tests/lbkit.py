@@ -204,7 +204,7 @@ def haproxy_config(
 ) -> str:
     check = "check inter 100ms fall 1 rise 1"
     servers = [
-        f"    server {b.name} {b.address} " + (f"track {track[b.name]}" if b.name in track else check)
+        f"    server {b.name} {b.address} cookie {b.name} " + (f"track {track[b.name]}" if b.name in track else check)
         for b in pool.members
     ]
     keep = [f"    server-state-file {directory / 'server-state'}"] if state_file else []
@@ -225,6 +225,7 @@ def haproxy_config(
             "    default_backend app",
             "backend app",
             "    balance roundrobin",
+            "    cookie SERVERID insert indirect nocache",  # sticky sessions, as Confluence needs
             f"    option httpchk GET {HEALTH}",
             *servers,
             "",
@@ -289,7 +290,7 @@ def nginx(directory: Path, pool: Pool) -> Iterator[Running]:
         yield lb
 
 
-def apache_config(directory: Path, pool: Pool, port: int) -> str:
+def apache_config(directory: Path, pool: Pool, port: int, *, sticky: bool = True) -> str:
     modules = [
         ("mpm_event_module", "mod_mpm_event.so"),
         ("authz_core_module", "mod_authz_core.so"),
@@ -314,6 +315,7 @@ def apache_config(directory: Path, pool: Pool, port: int) -> str:
             f"ServerName {LOOPBACK}",
             '<Proxy "balancer://confluence">',
             *members,
+            *(["    ProxySet stickysession=ROUTEID"] if sticky else []),
             "</Proxy>",
             '<Location "/balancer-manager">',
             "    SetHandler balancer-manager",
@@ -327,13 +329,13 @@ def apache_config(directory: Path, pool: Pool, port: int) -> str:
 
 
 @contextlib.contextmanager
-def apache(directory: Path, pool: Pool) -> Iterator[Running]:
+def apache(directory: Path, pool: Pool, *, sticky: bool = True) -> Iterator[Running]:
     binary = require("apache2")
     if not (APACHE_MODULES / "mod_proxy_balancer.so").exists():
         pytest.skip(f"mod_proxy_balancer is not in {APACHE_MODULES}")
     port = free_port()
     config = directory / "httpd.conf"
-    config.write_text(apache_config(directory, pool, port))
+    config.write_text(apache_config(directory, pool, port, sticky=sticky))
     with _running([binary, "-f", str(config), "-DFOREGROUND"], port, directory) as lb:
         yield lb
 

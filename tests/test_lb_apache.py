@@ -116,3 +116,11 @@ def test_credentials_never_reach_a_message() -> None:
         unreachable.state("n1")
     unreachable.close()
     assert "s3cret" not in caught.value.message and "admin" not in caught.value.message
+
+
+def test_a_balancer_without_stickysession_is_warned_about(pool: Pool) -> None:
+    with workdir() as directory, apache(directory, pool, sticky=False) as running:
+        manager = ApacheBalancer(running.url + "/balancer-manager", "confluence")
+        warnings = manager.warnings()
+        manager.close()
+    assert len(warnings) == 2 and "balancer://confluence has no stickysession: Confluence needs sticky" in warnings[1]

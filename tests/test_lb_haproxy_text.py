@@ -10,7 +10,13 @@ import pytest
 from confluo.loadbalancer.base import LoadBalancerError
 from confluo.loadbalancer.haproxy import LocalSocket, parse_servers_state
 from confluo.loadbalancer.haproxy_grow import GrowableHAProxy
-from confluo.loadbalancer.haproxy_text import servers_of, state_file_path, state_with_new_server, with_server
+from confluo.loadbalancer.haproxy_text import (
+    servers_of,
+    state_file_path,
+    state_with_new_server,
+    stickiness_problem,
+    with_server,
+)
 from confluo.loadbalancer.host_files import HostFiles
 from confluo.transport.local import LocalTransport
 
@@ -108,3 +114,27 @@ def test_without_a_loaded_state_file_the_plan_says_confluo_cannot_add_the_server
         lb.describe_add("node3", "node1")
     config.write_text(CONFIG)
     assert lb.describe_add("node3", "node1").startswith("add `server node3 10.0.0.3:8090 …` (the parameters of node1")
+
+
+@pytest.mark.parametrize(
+    ("backend_lines", "problem"),
+    [
+        (
+            "    cookie JSESSIONID prefix nocache\n    server a 1.1.1.1:80 cookie a\n    server b 1.1.1.2:80 cookie b",
+            None,
+        ),
+        (
+            "    cookie SERVERID insert\n    server a 1.1.1.1:80 cookie a\n    server b 1.1.1.2:80 check",
+            "servers b have",
+        ),
+        ("    balance source\n    server a 1.1.1.1:80", None),
+        ("    stick-table type ip size 1m\n    stick on src\n    server a 1.1.1.1:80", None),
+        ("    stick-table type ip size 1m\n    server a 1.1.1.1:80", "has no `cookie`, `balance source` or `stick on`"),
+        ("    balance roundrobin\n    # cookie SERVERID insert\n    server a 1.1.1.1:80", "has no `cookie`"),
+    ],
+)
+def test_a_backend_whose_sessions_are_not_sticky_is_named(backend_lines: str, problem: str | None) -> None:
+    text = f"global\ndefaults\n    mode http\nbackend confluence\n{backend_lines}\nbackend other\n    cookie X insert\n"
+    found = stickiness_problem(text, "confluence")
+    assert found is None if problem is None else (found is not None and found.startswith(problem)), found
+    assert stickiness_problem(text, "missing") is None  # a backend it does not have is another check's business

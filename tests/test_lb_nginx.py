@@ -11,7 +11,7 @@ from lbkit import Pool, Running, nginx, nginx_argv, send, workdir
 
 from confluo.loadbalancer.base import AdminState, ChangeNotApplied, LoadBalancerError
 from confluo.loadbalancer.nginx import NginxUpstream
-from confluo.loadbalancer.nginx_text import servers_of, with_down, with_server
+from confluo.loadbalancer.nginx_text import directives_of, servers_of, with_down, with_server
 from confluo.transport.local import LocalTransport
 
 
@@ -167,3 +167,17 @@ def test_a_server_line_is_written_as_its_model_with_down_and_nowhere_else() -> N
     assert with_server(TRICKY, "confluence", "10.0.0.3:8090", "10.0.0.1:8090", "again") == TRICKY
     with pytest.raises(LoadBalancerError, match=r"has no server 10\.0\.0\.4:8090"):
         with_server(TRICKY, "confluence", "10.0.0.9:8090", "10.0.0.4:8090", "node9")
+
+
+def test_an_upstream_whose_sessions_are_not_sticky_is_warned_about(pool: Pool, lb: Running) -> None:
+    assert directives_of(TRICKY, "confluence")[0] == ["ip_hash"]
+    assert directives_of(TRICKY, "other") == [["server", "10.0.0.1:8090"]]
+    (warning,) = adapter(lb, pool).warnings()  # the test's upstream spreads fresh clients: no hash
+    assert "upstream confluence has no `hash $cookie_JSESSIONID` or `ip_hash`: Confluence needs sticky" in warning
+    upstream = Path(lb.extra["upstream"])
+    upstream.write_text(
+        upstream.read_text().replace(
+            "upstream confluence {", "upstream confluence {\n    hash $cookie_JSESSIONID consistent;"
+        )
+    )
+    assert adapter(lb, pool).warnings() == ()

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from confluo.loadbalancer.base import AdminState, LoadBalancer, LoadBalancerError, ServerState, check_applied
+from confluo.loadbalancer.base import (
+    NOT_STICKY,
+    AdminState,
+    LoadBalancer,
+    LoadBalancerError,
+    ServerState,
+    check_applied,
+)
 
 NS = {"httpd": "http://httpd.apache.org"}
 FLAGS = {
@@ -41,6 +48,7 @@ class Worker:
 class Balancer:
     nonce: str
     workers: tuple[Worker, ...]
+    sticky: str = ""  # its stickysession (ROUTEID, JSESSIONID|jsessionid); empty: none
 
 
 def parse_manager_xml(text: str, balancer: str) -> Balancer | None:
@@ -61,7 +69,8 @@ def parse_manager_xml(text: str, balancer: str) -> Balancer | None:
             )
             for worker in element.iterfind("httpd:workers/httpd:worker", NS)
         )
-        return Balancer(element.findtext("httpd:nonce", "", NS), workers)
+        sticky = element.findtext("httpd:stickysession", "", NS).strip()
+        return Balancer(element.findtext("httpd:nonce", "", NS), workers, sticky)
     return None
 
 
@@ -130,12 +139,15 @@ class ApacheBalancer:
         return f"curl -e {shown(self.url)} -d '{form}' {shown(self.url)}  # NONCE from the manager's page"
 
     def warnings(self) -> tuple[str, ...]:
+        found = []
         if NOT_PERSISTED in self._request("GET", self.url).text:
-            return (
+            found.append(
                 f"{self.where}: balancer-manager changes are not persisted (no BalancerPersist): a restart of "
-                "Apache would put drained and disabled workers back in the pool",
+                "Apache would put drained and disabled workers back in the pool"
             )
-        return ()
+        if not self._read().sticky:
+            found.append(f"{self.where}: balancer://{self.balancer} has no stickysession: {NOT_STICKY}")
+        return tuple(found)
 
     def _change(self, server: str, target: AdminState) -> None:
         balancer = self._read()

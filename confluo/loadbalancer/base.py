@@ -15,6 +15,12 @@ from confluo.errors import ConfluoError, ExitCode
 from confluo.inventory import Node
 from confluo.waits import Deadline, poll
 
+# Confluence Data Center needs sticky sessions: each user's requests on one node.
+NOT_STICKY = (
+    "Confluence needs sticky sessions, or a user's pages and edits switch between nodes, and every drain moves "
+    "users at once"
+)
+
 
 class AdminState(enum.Enum):
     READY = "ready"  # in the pool

@@ -15,7 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from confluo.loadbalancer.base import AdminState, LoadBalancer, LoadBalancerError, ServerState, check_applied
+from confluo.loadbalancer.base import (
+    NOT_STICKY,
+    AdminState,
+    LoadBalancer,
+    LoadBalancerError,
+    ServerState,
+    check_applied,
+)
+from confluo.loadbalancer.haproxy_text import stickiness_problem
 from confluo.transport.base import Transport, TransportError, quote_argv
 from confluo.waits import SYSTEM_CLOCK, Clock
 
@@ -237,7 +245,10 @@ class HAProxy:
                 f"{self.channel.where}: no configuration path given, so confluo cannot check that a reload "
                 "keeps drained servers out (server-state-file)",
             )
-        return state_file_warnings(self.channel.read(self.config_path), self.config_path)
+        text = self.channel.read(self.config_path)
+        sticky = stickiness_problem(text, self.backend)
+        found = [f"{self.config_path}: backend {self.backend} {sticky}: {NOT_STICKY}"] if sticky else []
+        return (*state_file_warnings(text, self.config_path), *found)
 
     def _set_state(self, server: str, target: AdminState) -> None:
         self._row(server)  # a clear error for an unknown backend or server, before any change

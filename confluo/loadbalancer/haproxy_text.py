@@ -46,6 +46,33 @@ def servers_of(text: str, backend: str) -> list[ServerLine] | None:
     return found
 
 
+def _backend_directives(text: str, backend: str) -> list[list[str]]:
+    directives: list[list[str]] = []
+    inside = False
+    for line in text.splitlines():
+        words = _words(line)
+        if words and words[0] in SECTIONS:
+            inside = words[0] in ("backend", "listen") and words[1:2] == [backend]
+        elif words and inside:
+            directives.append(words)
+    return directives
+
+
+def stickiness_problem(text: str, backend: str) -> str | None:
+    """Why the backend's sessions are not sticky (no `cookie`, `balance source` or `stick on`; servers without a
+    cookie value under `cookie`); None when they are, or when the file has no such backend."""
+    directives = _backend_directives(text, backend)
+    if not directives:
+        return None
+    keywords = {words[0] for words in directives}
+    if "cookie" in keywords:
+        bare = [w[1] for w in directives if w[0] == "server" and len(w) > 1 and "cookie" not in w[3:]]
+        return f"servers {', '.join(bare)} have no `cookie` value, so their sessions are not sticky" if bare else None
+    if "stick" in keywords or any(words[:2] == ["balance", "source"] for words in directives):
+        return None
+    return "has no `cookie`, `balance source` or `stick on` for its servers"
+
+
 def _copied(parameters: Sequence[str], server: str, host: str, like_host: str) -> list[str]:
     """The donor's parameters for the new server: its own cookie, no forced id, its own check address."""
     copied: list[str] = []

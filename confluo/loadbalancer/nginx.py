@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from confluo.loadbalancer.base import (
+    NOT_STICKY,
     AdminState,
     ChangeNotApplied,
     Growable,
@@ -31,7 +32,7 @@ from confluo.loadbalancer.base import (
     check_applied,
 )
 from confluo.loadbalancer.host_files import HostFiles
-from confluo.loadbalancer.nginx_text import find_server, with_down, with_server
+from confluo.loadbalancer.nginx_text import STICKY, directives_of, find_server, with_down, with_server
 from confluo.transport.base import Transport, quote_argv
 from confluo.waits import SYSTEM_CLOCK, Clock, Deadline, TimedOut, poll
 
@@ -99,7 +100,10 @@ class NginxUpstream:
         )
 
     def warnings(self) -> tuple[str, ...]:
-        return ()
+        directives = directives_of(self._read(), self.upstream)
+        if not directives or any(words[0] in STICKY for words in directives):
+            return ()
+        return (f"{self.where}: upstream {self.upstream} has no `hash $cookie_JSESSIONID` or `ip_hash`: {NOT_STICKY}",)
 
     def add_server(self, server: str, like: str) -> None:
         """A `server` line for `server`, `down`, with the parameters of `like`'s line; nginx -t, reload."""

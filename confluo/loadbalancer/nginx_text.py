@@ -81,6 +81,31 @@ def servers_of(text: str, upstream: str) -> list[ServerLine] | None:
     return found
 
 
+def directives_of(text: str, upstream: str) -> list[list[str]]:
+    """Every directive of `upstream NAME { … }` as its words (`["hash", "$cookie_JSESSIONID", "consistent"]`)."""
+    blocks: list[list[str]] = []
+    words: list[str] = []
+    found: list[list[str]] = []
+    for token in _tokens(text):
+        if token.text == "{":
+            blocks.append(words)
+            words = []
+        elif token.text == "}":
+            if blocks:
+                blocks.pop()
+            words = []
+        elif token.text == ";":
+            if blocks and blocks[-1] == ["upstream", upstream] and words:
+                found.append(words)
+            words = []
+        else:
+            words.append(token.text)
+    return found
+
+
+STICKY = frozenset({"ip_hash", "hash", "sticky"})  # `sticky` is NGINX Plus's
+
+
 def _server_line(words: Sequence[Token], semicolon: Token) -> ServerLine:
     for index, word in enumerate(words[2:], start=2):
         if word.text == DOWN:
