@@ -34,6 +34,23 @@ def node_names(setenv: str) -> list[str]:
     ]
 
 
+_FORCE_CFG_UPDATE = re.compile(r"(?<![\w.])ATL_FORCE_CFG_UPDATE\s*=\s*[\"']?true\b", re.IGNORECASE)
+
+
+def forces_cfg_update(text: str) -> bool:
+    """ATL_FORCE_CFG_UPDATE=true on an active line (`export …` in setenv.sh, `Environment=…` in a unit): the
+    local home's confluence.cfg.xml is generated again at every start."""
+    return any(
+        _FORCE_CFG_UPDATE.search(line) for line in configfiles.natural_lines(text) if not line.lstrip().startswith("#")
+    )
+
+
+def peers_of(cfg_xml: str) -> tuple[str, ...]:
+    """confluence.cluster.peers: the addresses TCP/IP discovery asks, comma-separated."""
+    peers = cfg_property(cfg_xml, PEERS_PROPERTY) or ""
+    return tuple(peer.strip() for peer in peers.split(",") if peer.strip())
+
+
 def with_node_name(setenv: str, name: str) -> str:
     """Every active -Dconfluence.cluster.node.name set to `name`; without one, a CATALINA_OPTS line naming it is
     added (before `export CATALINA_OPTS` where the file has one)."""

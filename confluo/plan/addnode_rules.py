@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from confluo import identity
 from confluo.api.base import ClusterInfo, ClusterState, NodeState, cluster_entry
 from confluo.inventory import Inventory, Node
+from confluo.plan.rules import MULTICAST
 from confluo.probe.newnode_facts import AddNodeFacts, Mount
 
 MB = 1024 * 1024
@@ -159,8 +160,7 @@ def add_node_notes(inventory: Inventory, request: AddNodeRequest, facts: AddNode
     ]
     join = identity.cfg_property(cfg, identity.JOIN_TYPE_PROPERTY)
     if join == "multicast":
-        notes.append("cluster discovery is multicast: a joining node can send the others into cluster panic "
-                     "(Atlassian's advice: TCP/IP discovery)")  # fmt: skip
+        notes.append(MULTICAST)
     if join == "tcp_ip" and identity.cfg_property(cfg, identity.PEERS_PROPERTY) is not None:
         notes.append(f"{new.name}'s confluence.cluster.peers lists {request.address}; the other nodes' do not yet: "
                      "add it on each, and they read it at their next restart (`confluo restart`)")  # fmt: skip

@@ -12,7 +12,7 @@ from confluo.plan.host_identity import identity_reasons
 from confluo.plan.model import NodeWork, Plan
 from confluo.plan.order import least_busy_order
 from confluo.plan.pool import PoolPlan, balancer_notes
-from confluo.plan.rules import balancer_reasons, cluster_or_refuse, notes
+from confluo.plan.rules import balancer_reasons, cluster_or_refuse, discovery_notes, notes
 from confluo.probe.facts import Facts
 from confluo.steps.base import Host, Step
 from confluo.steps.service import StartNode, StopNode
@@ -46,7 +46,7 @@ def build_restart_plan(inventory: Inventory, facts: Facts, *, only: str | None =
         ),
         reconcile=pool.reconcile(hosts),
         goal="restart",
-        notes=(*notes(inventory), *balancer_notes(facts)),
+        notes=(*notes(inventory), *discovery_notes(inventory, facts), *balancer_notes(facts)),
     )
 
 

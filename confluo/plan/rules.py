@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from confluo.api.base import ClusterInfo, ClusterState, NodeState, cluster_entry
 from confluo.errors import RefusedError
-from confluo.inventory import Inventory
+from confluo.inventory import Inventory, Node
 from confluo.layout import node_paths
 from confluo.probe.facts import Facts
 from confluo.versions import Version
@@ -28,6 +28,12 @@ def node_reasons(inventory: Inventory, facts: Facts) -> list[str]:
             reasons.append(f"{node.name}: the local home {node.home} does not exist")
         if found.sudo_denied:
             reasons.append(f"{node.name}: `sudo -n` is not allowed for {', '.join(found.sudo_denied)}")
+        if found.forces_cfg_update:
+            reasons.append(
+                f"{node.name}: ATL_FORCE_CFG_UPDATE=true in {found.forces_cfg_update}: confluence.cfg.xml is written "
+                "again at each start, which in a rolling upgrade moves finalizedBuildNumber to the new build before "
+                "finalize, and the node then fails its next start; take it out for the upgrade"
+            )
         if found.free_mb is not None and found.free_mb < node.min_free_disk_mb:
             reasons.append(
                 f"{node.name}: only {found.free_mb} MB free for the new installation, "
@@ -187,3 +193,34 @@ def _same_origin(one: str, other: str) -> bool:
         return parts.scheme, (parts.hostname or "").lower(), parts.port or default
 
     return origin(one) == origin(other)
+
+
+MULTICAST = (
+    "cluster discovery is multicast: a node that rejoins can send the others into cluster panic, and every node "
+    "rejoins in a rolling run (Atlassian's advice: TCP/IP discovery)"
+)
+
+
+def discovery_notes(inventory: Inventory, facts: Facts) -> tuple[str, ...]:
+    """Each node's discovery as its confluence.cfg.xml says: multicast warned about; with TCP/IP, the nodes that a
+    node's peers do not list (it would not find them when it rejoins)."""
+    found = {node.name: facts.for_node(node.name) for node in inventory.nodes}
+    notes = [MULTICAST] if any(f.join_type == "multicast" for f in found.values()) else []
+    for node in inventory.nodes:
+        peers = set(found[node.name].peers)
+        if found[node.name].join_type != "tcp_ip" or not peers:
+            continue
+        missing = [
+            other.name for other in inventory.nodes if other is not node and not _addresses(other, facts) & peers
+        ]
+        if missing:
+            notes.append(
+                f"{node.name}'s confluence.cluster.peers does not list {', '.join(missing)}: add "
+                f"{'them' if len(missing) > 1 else 'it'} there, as on every node; it is read at the node's next start"
+            )
+    return tuple(notes)
+
+
+def _addresses(node: Node, facts: Facts) -> set[str]:
+    entry = cluster_entry(facts.cluster, node) if facts.cluster is not None else None
+    return {node.host, *([entry.ip_address] if entry is not None else [])}

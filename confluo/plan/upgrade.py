@@ -24,6 +24,7 @@ from confluo.plan.rules import (
     archive_reasons,
     balancer_reasons,
     cluster_reasons,
+    discovery_notes,
     node_reasons,
     notes,
     source_version,
@@ -109,7 +110,12 @@ def build_plan(inventory: Inventory, facts: Facts, *, shell_syntax: ShellSyntax 
         ),
         prune=_prune(inventory, nodes, facts),
         new_installs={n.node.name: n.new_install for n in nodes},
-        notes=(*notes(inventory), *balancer_notes(facts), *synchrony_notes(inventory, facts)),
+        notes=(
+            *notes(inventory),
+            *discovery_notes(inventory, facts),
+            *balancer_notes(facts),
+            *synchrony_notes(inventory, facts),
+        ),
         synchrony=synchrony_works(inventory, facts),
     )
 

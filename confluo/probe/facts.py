@@ -41,6 +41,9 @@ class NodeFacts:
     configured_names: tuple[str, ...] = ()  # -Dconfluence.cluster.node.name in bin/setenv.sh
     configured_id: str | None = None  # the node id its local home keeps (confluence.cfg.xml), where it keeps one
     bound_addresses: tuple[str, ...] = ()  # the addresses its Connectors are bound to (conf/server.xml)
+    forces_cfg_update: str | None = None  # where ATL_FORCE_CFG_UPDATE=true is set (setenv.sh, the service)
+    join_type: str | None = None  # confluence.cluster.join.type: tcp_ip, multicast, aws
+    peers: tuple[str, ...] = ()  # confluence.cluster.peers, with TCP/IP discovery
 
     @property
     def reachable(self) -> bool:

@@ -46,8 +46,10 @@ echo "@@free_kb"; df -Pk "$(dirname -- "$new")" 2>/dev/null | awk 'NR==2 {print 
 echo "@@staging_free_kb"; df -Pk "$HOME" 2>/dev/null | awk 'NR==2 {print $4}'
 echo "@@home_exists"; [ -d "$home" ] && echo yes
 # Which cluster node this host is configured as: its node name, the node id its local home keeps, its Connectors.
-echo "@@identity setenv"; grep -e 'cluster.node.name=' -- "$old/bin/setenv.sh" 2>/dev/null | base64 -w0; echo
-echo "@@identity cfg"; grep -e 'confluence.cluster.node.' -- "$home/__CFG__" 2>/dev/null | base64 -w0; echo
+echo "@@identity setenv"; grep -e 'cluster.node.name=' -e 'ATL_FORCE_CFG_UPDATE' -- "$old/bin/setenv.sh" 2>/dev/null \
+  | base64 -w0; echo
+echo "@@identity cfg"; grep -e 'confluence.cluster.node.' -e 'confluence.cluster.join.type' \
+  -e 'confluence.cluster.peers' -- "$home/__CFG__" 2>/dev/null | base64 -w0; echo
 echo "@@identity server"; base64 -w0 "$old/conf/server.xml" 2>/dev/null; echo
 echo "@@drivers"; ls -1 "$old/__LIB__" 2>/dev/null | grep -E '^(mysql-connector-.*|ojdbc.*)\.jar$'
 echo "@@releases"; ls -1 "$(dirname -- "$new")" 2>/dev/null
@@ -140,7 +142,17 @@ def parse_probe(node: str, output: str) -> NodeFacts:
         configured_names=tuple(dict.fromkeys(identity.node_names(configured.get("setenv", "")))),
         configured_id=identity.cfg_property(configured.get("cfg", ""), identity.NODE_ID_PROPERTIES[0]),
         bound_addresses=tuple(dict.fromkeys(identity.connector_addresses(configured.get("server", "")))),
+        forces_cfg_update=_forcing(configured.get("setenv", ""), files.get(SERVICE_FILE_KEY, "")),
+        join_type=identity.cfg_property(configured.get("cfg", ""), identity.JOIN_TYPE_PROPERTY),
+        peers=identity.peers_of(configured.get("cfg", "")),
     )
+
+
+def _forcing(setenv: str, service: str) -> str | None:
+    """Where ATL_FORCE_CFG_UPDATE=true is set: bin/setenv.sh, or the service definition."""
+    if identity.forces_cfg_update(setenv):
+        return "bin/setenv.sh"
+    return "the service definition" if identity.forces_cfg_update(service) else None
 
 
 def _contents(
