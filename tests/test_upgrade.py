@@ -426,8 +426,12 @@ def test_a_lost_ssh_connection_mid_upgrade_is_survived(lab: LabHandle) -> None:
     lab.set("node3", tasks=2)
     user = lab.record.node("node2").user
 
+    cut: list[bool] = []
+
     def cut_ssh(event: dict[str, Any], _: object) -> None:
-        if event["event"] == "phase_started" and event["message"] == "node2: stop":
+        # Once: the retry after the reconnect starts the stop again, and a second cut would be another fault.
+        if event["event"] == "phase_started" and event["message"] == "node2: stop" and not cut:
+            cut.append(True)
             lab.fault("node2", "ssh-down")
             subprocess.run(["pkill", "-KILL", "-u", str(user), "-x", "sshd"], check=False)
             time.sleep(2)
