@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from lbkit import Pool, Running, haproxy, held_request, send, workdir
 
 from confluo.loadbalancer.base import AdminState, ChangeNotApplied, LoadBalancerError, wait_until_idle
 from confluo.loadbalancer.haproxy import HAProxy, LocalSocket, SocatOverTransport, state_file_warnings
+from confluo.loadbalancer.haproxy_grow import GrowableHAProxy
+from confluo.loadbalancer.host_files import HostFiles
 from confluo.transport.local import LocalTransport
 from confluo.waits import SYSTEM_CLOCK, Deadline, poll
 
@@ -145,3 +148,29 @@ def test_a_configuration_without_server_state_file_gets_a_warning(pool: Pool) ->
     agent = "global\n server-state-file /x\ndefaults\n load-server-state-from-file local\n server a b agent-check\n"
     (only,) = state_file_warnings(agent, "h.cfg")
     assert "agent-check" in only
+
+
+def growable(lb: Running, **commands: list[str]) -> GrowableHAProxy:
+    return GrowableHAProxy(
+        LocalSocket(lb.extra["socket"]), "app", config_path=lb.extra["config"],
+        files=HostFiles(LocalTransport("lb1"), sudo=False, where="lb1"), addresses={"n4": "127.0.0.1:9"},
+        test_command=commands.get("test", ["haproxy", "-c", "-q", "-f", lb.extra["config"]]),
+        reload_command=commands.get("reload", ["true"]), reload_seconds=1.0,
+    )  # fmt: skip
+
+
+def test_a_server_addition_that_is_refused_or_not_reloaded_leaves_the_configuration_as_it_was(
+    pool: Pool, lb: Running
+) -> None:
+    config = Path(lb.extra["config"])
+    before = config.read_text()
+    with pytest.raises(LoadBalancerError, match="refused the configuration"):
+        growable(lb, test=["false"]).add_server("n4", like="n1")
+    assert config.read_text() == before
+    with pytest.raises(LoadBalancerError, match=r"exited 1"):
+        growable(lb, reload=["false"]).add_server("n4", like="n1")
+    assert config.read_text() == before
+    with pytest.raises(ChangeNotApplied, match="does not list server app/n4 1 s after `true`"):
+        growable(lb).add_server("n4", like="n1")  # a reload command that reloads nothing
+    assert config.read_text() == before and sorted(p.name for p in config.parent.glob("*.confluo-*")) == []
+    assert routed(pool, lb)["n1"] > 0, "HAProxy serves on, untouched"

@@ -68,10 +68,10 @@ class GrowableHAProxy(HAProxy):
         backup = (
             None if after == before else self.files.replace_tested(self.config, after, self.test_command, "HAProxy")
         )
-        self.files.write(state_file, states)
         try:
+            self.files.write(state_file, states)
             self._reload(server)
-        except ChangeNotApplied:
+        except LoadBalancerError:  # HAProxy still runs the previous file: the file says so again
             if backup is not None:
                 self.files.restore(self.config, backup)
             raise
