@@ -211,16 +211,20 @@ def discovery_notes(inventory: Inventory, facts: Facts) -> tuple[str, ...]:
         if found[node.name].join_type != "tcp_ip" or not peers:
             continue
         missing = [
-            other.name for other in inventory.nodes if other is not node and not _addresses(other, facts) & peers
+            f"{other.name} ({_addresses(other, facts)[0]})"
+            for other in inventory.nodes
+            if other is not node and not set(_addresses(other, facts)) & peers
         ]
         if missing:
             notes.append(
-                f"{node.name}'s confluence.cluster.peers does not list {', '.join(missing)}: add "
-                f"{'them' if len(missing) > 1 else 'it'} there, as on every node; it is read at the node's next start"
+                f"{node.name}'s confluence.cluster.peers ({', '.join(sorted(peers))}) does not list "
+                f"{', '.join(missing)}: add {'them' if len(missing) > 1 else 'it'} there, as on every node; it is "
+                "read at the node's next start"
             )
     return tuple(notes)
 
 
-def _addresses(node: Node, facts: Facts) -> set[str]:
+def _addresses(node: Node, facts: Facts) -> list[str]:
+    """The node's address as the cluster lists it (what its peers name), then its host."""
     entry = cluster_entry(facts.cluster, node) if facts.cluster is not None else None
-    return {node.host, *([entry.ip_address] if entry is not None else [])}
+    return [*([entry.ip_address] if entry is not None else []), node.host]
