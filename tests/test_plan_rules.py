@@ -15,6 +15,7 @@ from confluo.inventory import Inventory, load_inventory
 from confluo.plan.upgrade import build_plan
 from confluo.probe.facts import Archive, Facts, NodeFacts
 from confluo.steps.base import StepKind
+from confluo.steps.index import IndexCaughtUp
 from confluo.steps.repoint import Repoint
 from confluo.steps.service import StartNode
 
@@ -184,8 +185,11 @@ def test_the_plan_orders_by_load_and_holds_each_nodes_way_back(tmp_path: Path) -
     work = plan.rolling[0]
     assert [s.kind for s in work.steps] == [
         StepKind.STOP, StepKind.SET_HOME, StepKind.COPY_DRIVER, StepKind.CARRY, StepKind.REPOINT, StepKind.START,
+        StepKind.INDEX,
     ]  # fmt: skip
-    start_new, start_old = work.steps[-1], work.rollback[-1]
+    caught_up = work.steps[-1]
+    assert isinstance(caught_up, IndexCaughtUp) and caught_up.others == ("node1",) and caught_up.seconds == 60
+    start_new, start_old = work.steps[-2], work.rollback[-1]
     assert isinstance(start_new, StartNode) and isinstance(start_old, StartNode)
     assert (start_new.install, start_new.version) == (f"{BASE}/9.2.14", "9.2.14")
     assert (start_old.install, start_old.version) == (f"{BASE}/9.2.13", "9.2.13")

@@ -672,3 +672,33 @@ def test_refuses_when_a_local_home_is_missing(shared_lab: LabHandle, tmp_path: P
     inventory = variant(shared_lab, tmp_path, lambda doc: doc["nodes"][1].update(home="/nonexistent/confluence-home"))
     message = refused(shared_lab, inventory)
     assert "node2: the local home /nonexistent/confluence-home does not exist" in message
+
+
+def test_a_node_whose_search_index_falls_behind_is_kept_out_for_index_seconds_then_named(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    """node2's index takes nothing (the lab's index-broken fault) while the cluster writes journal entries: after
+    its start it waits out of the pool for timeouts.index_seconds, then the upgrade goes on and names it; the nodes
+    whose index caught up are not held."""
+    lab.set("node1", tasks=1)
+    lab.set("node3", tasks=2)
+    lab.fault("node2", "index-broken")
+    verified = confluo("verify", "-i", str(lab.inventory), "--timeout", "2")  # a page created and deleted
+    assert verified.returncode == 7 and "node2: search" in verified.stderr, verified.stderr
+    journal = Path(lab.node("node2")["home"], "journal", "main_index")
+    behind = int(journal.read_text())
+    assert behind < lab.status()["cluster"]["index_journal"]
+
+    def indexed_within(document: Any) -> None:
+        document["defaults"].setdefault("timeouts", {})["index_seconds"] = 3
+
+    run = upgrade_watching(variant(lab, tmp_path, indexed_within), lambda event, process: None)
+    assert run.exit_code == 0, run.stderr
+    notes = [e["message"] for e in run.events if e["event"] == "note" and "search index" in e["message"]]
+    assert len(notes) == 1 and notes[0].startswith("node2: its search index is ") and "after 3 s" in notes[0]
+    held = [e["node"] for e in run.events if e["event"] == "phase_done" and e.get("step") == "index"]
+    assert held == ["node2"], held
+    phases = [(e["node"], e.get("step")) for e in run.events if e["event"] == "phase_done" and e.get("node") == "node2"]
+    assert phases.index(("node2", "index")) < phases.index(("node2", "ready")), "out of the pool while it waits"
+    assert [(n["state"], n["version"]) for n in lab.status()["nodes"]] == [("ACTIVE", NEXT)] * 3
+    lab.fault("node2", "clear")

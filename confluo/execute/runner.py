@@ -255,6 +255,7 @@ class Runner:
             peer=self.remotes[step.peer] if step.peer else None,
             clock=self.clock,
             on_wait=lambda observed: self.events.emit("waiting", observed, node=node, phase=phase),
+            on_note=lambda message: self.events.emit("note", message, node=node, phase=phase),
             balancer=self.balancer,
             peers=self.remotes,
         )

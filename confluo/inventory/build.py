@@ -426,6 +426,7 @@ def _node(node: NodeSection) -> model.Node:
             _or(timeouts.min_ready_seconds if timeouts else None, 0.0),
             _or(timeouts.kill_grace_seconds if timeouts else None, 30.0),
             _or(timeouts.page_view_seconds if timeouts else None, 60.0),
+            _or(timeouts.index_seconds if timeouts else None, 60.0),
         ),
         min_free_disk_mb=node.min_free_disk_mb if node.min_free_disk_mb is not None else 2048,
         name=node.name,

@@ -113,6 +113,7 @@ class Timeouts:
     min_ready_seconds: float = 0.0  # how long an upgraded node must keep serving before the next one is stopped
     kill_grace_seconds: float = 30.0  # a hung stop: how long each signal (SIGTERM again, then SIGKILL) is given
     page_view_seconds: float = 60.0  # a node just ACTIVE: how long its page reads may fail (apps still enabling)
+    index_seconds: float = 60.0  # a node just started: how long its search index may take to catch up
 
 
 @dataclass(frozen=True)

@@ -323,6 +323,9 @@ class TimeoutsSection(Section):
     page_view_seconds: PhaseSeconds | None = None
     """A node just ACTIVE must serve a page (read and rendered on its own URL, as the API user): how long its page
     reads may fail before the start counts as failed, within start_seconds (default 60)."""
+    index_seconds: PhaseSeconds | None = None
+    """A node just started is kept out of the load balancer until its search index has caught up with the other
+    nodes' (<local-home>/journal/main_index): how long, before the run goes on saying how far behind (default 60)."""
 
 
 class NodeSettingsSection(Section):

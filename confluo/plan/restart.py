@@ -15,6 +15,7 @@ from confluo.plan.pool import PoolPlan, balancer_notes
 from confluo.plan.rules import balancer_reasons, cluster_or_refuse, discovery_notes, notes
 from confluo.probe.facts import Facts
 from confluo.steps.base import Host, Step
+from confluo.steps.index import index_caught_up
 from confluo.steps.service import StartNode, StopNode
 
 
@@ -87,5 +88,6 @@ def _restart(
     paths = node_paths(node, found.installed_version, found.login_home, inventory.target.staging_shared_home)
     host = Host(node, found.login_user)
     service_install = paths.current_link or found.old_install
-    back = (StartNode(host, found.old_install, service_install, found.installed_version), *pool.put_back(host))
+    start = StartNode(host, found.old_install, service_install, found.installed_version)
+    back = (start, index_caught_up(host, inventory.nodes), *pool.put_back(host))
     return (*pool.take_out(host), StopNode(host, found.old_install, service_install), *back), back

@@ -34,6 +34,7 @@ from confluo.probe.facts import SERVICE_FILE_KEY, Archive, Facts, NodeFacts
 from confluo.steps.base import Host, Step
 from confluo.steps.cluster import CancelUpgradeMode, EnableUpgradeMode, Finalize
 from confluo.steps.configure import CarriedFile, CarryCustomizations, CopyDriver, PointHome
+from confluo.steps.index import index_caught_up
 from confluo.steps.repoint import Repoint
 from confluo.steps.service import StartNode, StopNode
 from confluo.steps.stage import ExtractRelease, PruneReleases, TransferArchive, prune_candidates
@@ -137,6 +138,7 @@ class _NodeUpgrade:
         self.node = node
         self.pool = pool
         self.host = Host(node, found.login_user)
+        self.caught_up = index_caught_up(self.host, inventory.nodes)
         self.found = found
         self.archive = archive
         self.source = source
@@ -191,7 +193,7 @@ class _NodeUpgrade:
         return StartNode(self.host, self.new_install, self._service_install(self.new_install), self.archive.version)
 
     def rolling(self) -> tuple[Step, ...]:
-        back = self.pool.put_back(self.host)
+        back = (self.caught_up, *self.pool.put_back(self.host))
         if self.upgraded:
             return (self._start_new(), *back)  # started if a run stopped before it came back; else already done
         assert self.old_install is not None

@@ -51,6 +51,7 @@ class StepKind(enum.Enum):
     SEED_HOME = "copy local home"
     IDENTITY = "set identity"
     JOIN = "start and join"
+    INDEX = "search index caught up"
 
 
 PRESTAGE_KINDS = frozenset({StepKind.TRANSFER, StepKind.EXTRACT})
@@ -110,6 +111,7 @@ class StepContext:
     remote: HostShell | None = None  # None for the cluster-wide steps
     clock: Clock = SYSTEM_CLOCK
     on_wait: Callable[[str], None] = field(default=lambda observed: None)
+    on_note: Callable[[str], None] = field(default=lambda message: None)  # what the run goes on despite
     balancer: LoadBalancer | None = None  # None: the inventory has none, and no pool step is planned
     peer: Remote | None = None  # the Confluence node a step copies from (Step.peer), beside its own
     peers: Mapping[str, Remote] = field(default_factory=dict)  # every node's remote: add-node copies from a donor

@@ -22,7 +22,7 @@ from .home import HomeInfo, update_cfg_xml
 from .http import NodeServer
 from .install import ConfigError, InstallInfo, read_install
 from .log import NodeLog
-from .search_index import BATCH, DEFAULT_INDEX_SECONDS, INDEX_BROKEN, SearchIndex, entries_after
+from .search_index import BATCH, DEFAULT_INDEX_SECONDS, INDEX_BROKEN, JOURNAL, SearchIndex, entries_after
 from .startup import Verdict, start_up
 from .states import ACTIVE, DRAINING, ERROR, FIRST_RUN, OFFLINE, RUNNING_FINALIZE, STARTING, TASKS_FAILED, TERMINATING
 
@@ -70,6 +70,7 @@ class NodeProgram:
         self._index_seconds = DEFAULT_INDEX_SECONDS
         self._index_looked = -math.inf  # monotonic time of the last look at the journal
         self._index_checked: float | None = None  # the same, as wall time, for the node's row
+        self._position_recorded: int | None = None  # what <home>/journal/main_index says
 
     @property
     def listen_address(self) -> str:
@@ -168,6 +169,20 @@ class NodeProgram:
                 self.search_index.take(entries)
                 if len(entries) < BATCH:
                     break
+        self._record_position()
+
+    def _record_position(self) -> None:
+        """As Confluence does: the last journal entry indexed, in <home>/journal/main_index (written when it moves;
+        a node whose index falls behind leaves there what it had)."""
+        position = self.search_index.position
+        if self.home is None or position == self._position_recorded:
+            return
+        journal = self.home.path / "journal"
+        with contextlib.suppress(OSError):
+            journal.mkdir(exist_ok=True)
+            (journal / f"{JOURNAL}.tmp").write_text(f"{position}\n")
+            (journal / f"{JOURNAL}.tmp").replace(journal / JOURNAL)
+            self._position_recorded = position
 
     def _become_active(self, db_file: Path) -> None:
         with transaction(db_file, write=True) as conn:
