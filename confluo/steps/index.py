@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from confluo.inventory import Node
 from confluo.steps.base import Host, NodeStep, Preview, StepContext, StepKind, Waited
-from confluo.transport.base import quote_argv
+from confluo.transport.base import TransportError, quote_argv
 from confluo.transport.remote import HostShell, contents_not_logged
 from confluo.waits import Deadline, TimedOut, poll
 
@@ -77,9 +77,17 @@ class IndexCaughtUp(NodeStep, Waited):
         return _position(ctx.shell, str(self.host.node.home))
 
     def _theirs(self, ctx: StepContext) -> int | None:
-        found = [_position(remote, str(remote.node.home)) for name in self.others if (remote := ctx.peers.get(name))]
-        known = [position for position in found if position is not None]
+        known = [position for name in self.others if (position := _peer_position(ctx, name)) is not None]
         return max(known) if known else None
+
+
+def _peer_position(ctx: StepContext, name: str) -> int | None:
+    """Another node's position; None when it cannot be read (a node that cannot be reached holds nothing up)."""
+    remote = ctx.peers.get(name)
+    try:
+        return _position(remote, str(remote.node.home)) if remote is not None else None
+    except TransportError:
+        return None
 
 
 def index_caught_up(host: Host, nodes: Sequence[Node]) -> IndexCaughtUp:
