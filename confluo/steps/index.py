@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from confluo.inventory import Node
 from confluo.steps.base import Host, NodeStep, Preview, StepContext, StepKind, Waited
 from confluo.transport.base import TransportError, quote_argv
-from confluo.transport.remote import HostShell, contents_not_logged
+from confluo.transport.remote import HostShell
 from confluo.waits import Deadline, TimedOut, poll
 
 JOURNAL_FILE = "journal/main_index"
@@ -23,9 +23,7 @@ POLL_SECONDS = 1.0
 
 def _position(shell: HostShell, home: str) -> int | None:
     """The last journal entry the node has indexed; None when its file is missing or unreadable."""
-    result = shell.shell(
-        quote_argv(["cat", "--", posixpath.join(home, JOURNAL_FILE)]), check=False, shown=contents_not_logged
-    )
+    result = shell.shell(quote_argv(["cat", "--", posixpath.join(home, JOURNAL_FILE)]), check=False)
     text = result.stdout.strip()
     return int(text) if result.ok and text.isdigit() else None
 
