@@ -24,14 +24,18 @@ _CONNECTOR = re.compile(r"<Connector\b[^>]*>")
 _ADDRESS = re.compile(r"(\baddress\s*=\s*)(\"[^\"]*\"|'[^']*')")
 
 
+def _active(line: str) -> bool:
+    """Not a shell comment (setenv.sh, an init script, a systemd unit)."""
+    return not line.lstrip().startswith("#")
+
+
+def _active_lines(text: str) -> list[str]:
+    return [line for line in configfiles.natural_lines(text) if _active(line)]
+
+
 def node_names(setenv: str) -> list[str]:
     """Every -Dconfluence.cluster.node.name value on an active line."""
-    return [
-        match[2].strip("\"'")
-        for line in configfiles.natural_lines(setenv)
-        if not line.lstrip().startswith("#")
-        for match in _NAME_VALUE.finditer(line)
-    ]
+    return [match[2].strip("\"'") for line in _active_lines(setenv) for match in _NAME_VALUE.finditer(line)]
 
 
 _FORCE_CFG_UPDATE = re.compile(r"(?<![\w.])ATL_FORCE_CFG_UPDATE\s*=\s*[\"']?true\b", re.IGNORECASE)
@@ -40,9 +44,7 @@ _FORCE_CFG_UPDATE = re.compile(r"(?<![\w.])ATL_FORCE_CFG_UPDATE\s*=\s*[\"']?true
 def forces_cfg_update(text: str) -> bool:
     """ATL_FORCE_CFG_UPDATE=true on an active line (`export …` in setenv.sh, `Environment=…` in a unit): the
     local home's confluence.cfg.xml is generated again at every start."""
-    return any(
-        _FORCE_CFG_UPDATE.search(line) for line in configfiles.natural_lines(text) if not line.lstrip().startswith("#")
-    )
+    return any(_FORCE_CFG_UPDATE.search(line) for line in _active_lines(text))
 
 
 def peers_of(cfg_xml: str) -> tuple[str, ...]:
@@ -57,7 +59,7 @@ def with_node_name(setenv: str, name: str) -> str:
     lines = configfiles.natural_lines(setenv, keepends=True)
     found = False
     for index, line in enumerate(lines):
-        if not line.lstrip().startswith("#") and _NAME_VALUE.search(line):
+        if _active(line) and _NAME_VALUE.search(line):
             lines[index] = _NAME_VALUE.sub(lambda m: m[1] + name, line)
             found = True
     if found:

@@ -35,3 +35,14 @@ def pool() -> Iterator[Any]:
 
     with backends(3) as started:
         yield started
+
+
+@pytest.fixture
+def site(tmp_path: Any) -> Iterator[Any]:
+    """A fake site (tests/fakes.py): three local hosts running SOURCE, the fake cluster API over them; a test file
+    that needs another site defines its own `site`."""
+    from fakes import FakeSite
+
+    built = FakeSite.build(tmp_path)
+    yield built
+    built.stop_all()

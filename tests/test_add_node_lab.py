@@ -83,6 +83,29 @@ def test_add_node_grows_a_2_node_lab_to_3_while_the_donor_serves(lab_factory: An
     assert again.returncode == 3 and "the cluster already has a node of that name" in again.stderr
 
 
+def served_by(url: str, cookie: str | None = None) -> str:
+    request = urllib.request.Request(url + "/", headers={"Cookie": cookie} if cookie else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return str(response.headers["X-Confluence-Node"])
+
+
+def grown_by_confluo(lab: LabHandle, spare: dict[str, Any], config: Path, planned: str) -> list[str]:
+    """node3 added where the load balancer has no server for it: the dry run shows `planned` and leaves `config`
+    alone; the real run, under traffic, adds the server and puts it in once node3 is ACTIVE. The lines it added."""
+    before = config.read_text()
+    dry = confluo(*add_node_args(lab, spare, "--dry-run"))
+    assert dry.returncode == 0, dry.stderr
+    assert planned in dry.stdout and config.read_text() == before
+    with Traffic(lab.lb_url) as traffic:
+        result = confluo(*add_node_args(lab, spare, "--yes", "--json"))
+    assert result.returncode == 0, result.stderr
+    assert traffic.ok > 10 and traffic.failed == 0, traffic.errors
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    steps_done = [e["step"] for e in events if e["event"] == "phase_done" and e.get("node") == "node3"]
+    assert steps_done[-3:] == ["join", "add_server", "ready"], steps_done
+    return [line for line in config.read_text().splitlines() if line not in before.splitlines()]
+
+
 def test_with_nginx_the_new_node_gets_a_server_line_like_the_donors_and_takes_requests(lab_factory: Any) -> None:
     """An administrator who did not add the server ahead: confluo writes it into the upstream file, out of the
     pool, and puts it in once the node is ACTIVE; nginx keeps serving throughout."""
@@ -95,33 +118,12 @@ def test_with_nginx_the_new_node_gets_a_server_line_like_the_donors_and_takes_re
     time.sleep(0.5)  # the old workers finish; requests then meet only the file above
     before = upstream.read_text()
 
-    dry = confluo(*add_node_args(lab, spare, "--dry-run"))
-    assert dry.returncode == 0, dry.stderr
-    assert f"add `server {spare['address']}:8090 … down;`" in dry.stdout and upstream.read_text() == before
-
-    with Traffic(lab.lb_url) as traffic:
-        result = confluo(*add_node_args(lab, spare, "--yes", "--json"))
-    assert result.returncode == 0, result.stderr
-    assert traffic.ok > 10 and traffic.failed == 0, traffic.errors
-    events = [json.loads(line) for line in result.stdout.splitlines()]
-    steps_done = [e["step"] for e in events if e["event"] == "phase_done" and e.get("node") == "node3"]
-    assert steps_done[-3:] == ["join", "add_server", "ready"], steps_done
-
-    added = [line for line in upstream.read_text().splitlines() if line not in before.splitlines()]
+    added = grown_by_confluo(lab, spare, upstream, f"add `server {spare['address']}:8090 … down;`")
     donor_line = next(line for line in before.splitlines() if "# node1" in line)
     expected = donor_line.split("#")[0].rstrip().replace(lab.node("node1")["address"], spare["address"])
     assert added == [expected.removesuffix(";") + ";  # node3, added by confluo add-node"], added
-    served_by = set()
-    for _ in range(40):  # nginx hashes the session cookie: fresh clients spread over every node
-        with urllib.request.urlopen(lab.lb_url + "/", timeout=5) as response:
-            served_by.add(response.headers["X-Confluence-Node"])
-    assert served_by == {"node1", "node2", "node3"}
-
-
-def served_by(url: str, cookie: str | None = None) -> str:
-    request = urllib.request.Request(url + "/", headers={"Cookie": cookie} if cookie else {})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return str(response.headers["X-Confluence-Node"])
+    # nginx hashes the session cookie: fresh clients spread over every node
+    assert {served_by(lab.lb_url) for _ in range(40)} == {"node1", "node2", "node3"}
 
 
 def test_with_haproxy_the_new_node_gets_a_server_line_like_the_donors_and_keeps_its_sessions(lab_factory: Any) -> None:
@@ -138,19 +140,7 @@ def test_with_haproxy_the_new_node_gets_a_server_line_like_the_donors_and_keeps_
     balancer.set_haproxy_server_state(socket, "node2", "drain")  # an administrator's drain, kept across the reload
     before = config.read_text()
 
-    dry = confluo(*add_node_args(lab, spare, "--dry-run"))
-    assert dry.returncode == 0, dry.stderr
-    assert f"add `server node3 {spare['address']}:8090 …`" in dry.stdout and config.read_text() == before
-
-    with Traffic(lab.lb_url) as traffic:
-        result = confluo(*add_node_args(lab, spare, "--yes", "--json"))
-    assert result.returncode == 0, result.stderr
-    assert traffic.ok > 10 and traffic.failed == 0, traffic.errors
-    events = [json.loads(line) for line in result.stdout.splitlines()]
-    steps_done = [e["step"] for e in events if e["event"] == "phase_done" and e.get("node") == "node3"]
-    assert steps_done[-3:] == ["join", "add_server", "ready"], steps_done
-
-    added = [line for line in config.read_text().splitlines() if line not in before.splitlines()]
+    added = grown_by_confluo(lab, spare, config, f"add `server node3 {spare['address']}:8090 …`")
     donor_line = next(line for line in before.splitlines() if "server node1 " in line)
     expected = donor_line.replace("node1", "node3").replace(lab.node("node1")["address"], spare["address"])
     assert added == [expected + "  # node3, added by confluo add-node"], added

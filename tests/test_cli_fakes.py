@@ -9,8 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -19,13 +17,6 @@ from fakes import SOURCE, TARGET, FakeSite
 from confluo.cli.env import Env, ReaderSafe
 from confluo.cli.main import cli
 from confluo.errors import ExitCode
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[FakeSite]:
-    site = FakeSite.build(tmp_path)
-    yield site
-    site.stop_all()
 
 
 class CurrentStdout(io.StringIO):

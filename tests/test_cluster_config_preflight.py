@@ -4,9 +4,6 @@ warned about. Fakes: local hosts with real files, the probe run as on a node."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 from fakes import SOURCE, FakeSite
@@ -16,13 +13,6 @@ from confluo.cli.main import cli
 from confluo.errors import ExitCode
 from confluo.identity import forces_cfg_update, peers_of
 from confluo.plan.rules import MULTICAST
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[FakeSite]:
-    site = FakeSite.build(tmp_path)
-    yield site
-    site.stop_all()
 
 
 def confluo(site: FakeSite, *args: str) -> tuple[int, str, str]:

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 from fakes import SOURCE, TARGET, FakeLoadBalancer, FakeSite
 
@@ -21,13 +18,6 @@ from confluo.errors import ExitCode
 from confluo.inventory import load_inventory
 from confluo.loadbalancer.base import AdminState
 from confluo.plan.order import Pick, Snapshot, Wait, next_node
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[FakeSite]:
-    site = FakeSite.build(tmp_path)
-    yield site
-    site.stop_all()
 
 
 def confluo(site: FakeSite, *args: str) -> tuple[int, str, str]:

@@ -5,8 +5,6 @@ nothing left to do still put back a node an interrupted run left out of the pool
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
@@ -16,13 +14,6 @@ from test_pool import confluo, events
 from confluo import app
 from confluo.errors import ExitCode, RefusedError
 from confluo.loadbalancer.base import AdminState
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[FakeSite]:
-    site = FakeSite.build(tmp_path)
-    yield site
-    site.stop_all()
 
 
 def _halt_on_failure(site: FakeSite) -> None:

@@ -4,21 +4,12 @@ the version it ran; refusals before any change."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fakes import SOURCE, FakeSite
 from test_cli_fakes import confluo
 
 from confluo.errors import ExitCode
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[FakeSite]:
-    site = FakeSite.build(tmp_path)
-    yield site
-    site.stop_all()
 
 
 def pids(site: FakeSite) -> dict[str, str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fakes import SOURCE, TARGET, FakeSite
@@ -12,13 +10,6 @@ from test_cli_fakes import confluo
 
 from confluo import app
 from confluo.errors import ExitCode
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[FakeSite]:
-    site = FakeSite.build(tmp_path)
-    yield site
-    site.stop_all()
 
 
 def halted_after(site: FakeSite, failing: str) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -179,13 +177,6 @@ def test_the_content_parsers_and_cql_quoting() -> None:
 
 
 # --- the command line -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[FakeSite]:
-    site = FakeSite.build(tmp_path)
-    yield site
-    site.stop_all()
 
 
 def confluo(site: FakeSite, *args: str) -> tuple[int, str, str]:

@@ -56,51 +56,55 @@ def _tokens(text: str) -> Iterator[Token]:
             index = end
 
 
-def servers_of(text: str, upstream: str) -> list[ServerLine] | None:
-    """The `server` lines of `upstream NAME { … }`; None when the file has no such upstream."""
-    blocks: list[list[str]] = []
+@dataclass(frozen=True)
+class _Statement:
+    block: tuple[str, ...] | None  # the words that open the block it is in (`upstream confluence`); None: top level
+    words: tuple[Token, ...]
+    semicolon: Token
+
+
+def _parsed(text: str) -> tuple[list[tuple[str, ...]], list[_Statement]]:
+    """Every block opened (its words) and every statement ended by `;`, with the block it is in."""
+    opened: list[tuple[str, ...]] = []
+    statements: list[_Statement] = []
+    blocks: list[tuple[str, ...]] = []
     words: list[Token] = []
-    found: list[ServerLine] | None = None
     for token in _tokens(text):
         if token.text == "{":
-            blocks.append([word.text for word in words])
-            if blocks[-1] == ["upstream", upstream]:
-                found = found or []
+            blocks.append(tuple(word.text for word in words))
+            opened.append(blocks[-1])
             words = []
         elif token.text == "}":
             if blocks:
                 blocks.pop()
             words = []
         elif token.text == ";":
-            inside = bool(blocks) and blocks[-1] == ["upstream", upstream]
-            if inside and found is not None and len(words) >= 2 and words[0].text == "server":
-                found.append(_server_line(words, token))
+            if words:
+                statements.append(_Statement(blocks[-1] if blocks else None, tuple(words), token))
             words = []
         else:
             words.append(token)
-    return found
+    return opened, statements
+
+
+def _upstream_statements(text: str, upstream: str) -> list[_Statement] | None:
+    """The statements of `upstream NAME { … }`; None when the file has no such upstream."""
+    opened, statements = _parsed(text)
+    block = ("upstream", upstream)
+    return [statement for statement in statements if statement.block == block] if block in opened else None
+
+
+def servers_of(text: str, upstream: str) -> list[ServerLine] | None:
+    """The `server` lines of `upstream NAME { … }`; None when the file has no such upstream."""
+    statements = _upstream_statements(text, upstream)
+    if statements is None:
+        return None
+    return [_server_line(s.words, s.semicolon) for s in statements if len(s.words) >= 2 and s.words[0].text == "server"]
 
 
 def directives_of(text: str, upstream: str) -> list[list[str]]:
     """Every directive of `upstream NAME { … }` as its words (`["hash", "$cookie_JSESSIONID", "consistent"]`)."""
-    blocks: list[list[str]] = []
-    words: list[str] = []
-    found: list[list[str]] = []
-    for token in _tokens(text):
-        if token.text == "{":
-            blocks.append(words)
-            words = []
-        elif token.text == "}":
-            if blocks:
-                blocks.pop()
-            words = []
-        elif token.text == ";":
-            if blocks and blocks[-1] == ["upstream", upstream] and words:
-                found.append(words)
-            words = []
-        else:
-            words.append(token.text)
-    return found
+    return [[word.text for word in s.words] for s in _upstream_statements(text, upstream) or []]
 
 
 STICKY = frozenset({"ip_hash", "hash", "sticky"})  # `sticky` is NGINX Plus's

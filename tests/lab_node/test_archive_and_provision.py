@@ -9,6 +9,7 @@ import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -159,28 +160,19 @@ def test_customize_install_applies_the_production_changes(tmp_path: Path, archiv
 
 def test_create_home_writes_a_cluster_configuration_and_keeps_the_node_id(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    provision.create_home(
-        home,
-        cluster_name="lab",
-        shared_home=tmp_path / "shared",
-        db_file=tmp_path / "db.sqlite",
-        db_kind="mysql",
-        build_number=902013,
-    )
+    cluster: dict[str, Any] = {
+        "cluster_name": "lab",
+        "shared_home": tmp_path / "shared",
+        "db_file": tmp_path / "db.sqlite",
+    }
+    provision.create_home(home, **cluster, db_kind="mysql", build_number=902013)
     info = read_home(home)
     assert info is not None and info.setup_complete and info.build_number == 902013
     assert info.jdbc_url.startswith("jdbc:mysql://") and info.shared_home == str(tmp_path / "shared")
     assert info.db_file == tmp_path / "db.sqlite" and info.finalized_build == 902013
     assert info.node_id is not None and len(info.node_id) == 8 and int(info.node_id, 16) >= 0
     assert (home / "logs").is_dir()
-    provision.create_home(
-        home,
-        cluster_name="lab",
-        shared_home=tmp_path / "shared",
-        db_file=tmp_path / "db.sqlite",
-        db_kind="postgresql",
-        build_number=902014,
-    )
+    provision.create_home(home, **cluster, db_kind="postgresql", build_number=902014)
     again = read_home(home)
     assert again is not None and again.node_id == info.node_id and again.jdbc_url.startswith("jdbc:postgresql:")
 
